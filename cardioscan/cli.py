@@ -1,0 +1,105 @@
+"""The `cardioscan` command line: it parses, calls the Python API, and maps errors to messages.
+
+Exit codes: 0 ok, 1 done but flagged or partly failed, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cardioscan import __version__
+
+app = typer.Typer(
+    name="cardioscan",
+    help="Turn pictures of paper 12-lead ECGs into calibrated digital signals.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+DEFAULT_RECORDS = Path(__file__).resolve().parents[2] / "shared" / "ecg-records"
+
+
+class UserError(Exception):
+    """Bad input or usage: reported as one sentence with exit code 2."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"cardioscan: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cardioscan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """cardioscan: paper ECG images to WFDB / HL7 aECG / CSV."""
+
+
+def _split(values: str | None) -> list[str] | None:
+    return [v.strip() for v in values.split(",") if v.strip()] if values else None
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write pages into.")] = Path("synth"),
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of pages.")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives identical files.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel processes.")] = 1,
+    categories: Annotated[str | None, typer.Option(help="Comma-separated source categories to cycle through.")] = None,
+    layouts: Annotated[str | None, typer.Option(help="Comma-separated layouts to cycle through.")] = None,
+    records: Annotated[list[Path] | None, typer.Option(
+        help="WFDB directories to draw real signals from (default: ../shared/ecg-records if present).")] = None,
+    p_real: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of pages drawn from real records.")] = 0.5,
+    dpi: Annotated[float | None, typer.Option(min=50, max=600, help="Render resolution (default: sampled).")] = None,
+    image_format: Annotated[str, typer.Option("--image-format", help="png or jpg.")] = "png",
+    preview: Annotated[Path | None, typer.Option(
+        help="Write a contact sheet (one page per category and layout) to this PNG instead.")] = None,
+) -> None:
+    """Render synthetic paper ECGs with complete ground truth (image + .json + .npz per page)."""
+    from cardioscan.synth.dataset import contact_sheet, generate
+    from cardioscan.synth.render import RenderOptions
+    from cardioscan.synth.signals import find_records
+
+    if image_format not in ("png", "jpg"):
+        fail(f"--image-format must be png or jpg, not {image_format!r}")
+    record_dirs = records if records else ([DEFAULT_RECORDS] if DEFAULT_RECORDS.is_dir() else [])
+    for d in record_dirs:
+        if not d.is_dir():
+            fail(f"records directory {d} does not exist")
+    options = RenderOptions(records=find_records(record_dirs), p_real=p_real, dpi=dpi)
+    try:
+        if preview is not None:
+            import cv2
+
+            sheet = contact_sheet(seed, options)
+            preview.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(preview), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+            typer.echo(str(preview))
+            return
+        show_bar = sys.stderr.isatty()
+        done = 0
+
+        def tick(k: int) -> None:
+            nonlocal done
+            done += k
+            if show_bar:
+                typer.echo(f"\r{done}/{n} pages", err=True, nl=False)
+
+        generate(n, out, seed, workers, _split(categories), _split(layouts), options, image_format, tick)
+        if show_bar:
+            typer.echo("", err=True)
+        typer.echo(f"wrote {n} pages to {out}", err=True)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
