@@ -63,7 +63,8 @@ def synth(
         help="WFDB directories to draw real signals from (default: ../shared/ecg-records if present).")] = None,
     p_real: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of pages drawn from real records.")] = 0.5,
     dpi: Annotated[float | None, typer.Option(min=50, max=600, help="Render resolution (default: sampled).")] = None,
-    image_format: Annotated[str, typer.Option("--image-format", help="png or jpg.")] = "png",
+    image_format: Annotated[str, typer.Option("--image-format",
+                                              help="auto (JPEG for photos, PNG otherwise), png or jpg.")] = "auto",
     preview: Annotated[Path | None, typer.Option(
         help="Write a contact sheet (one page per category and layout) to this PNG instead.")] = None,
 ) -> None:
@@ -72,8 +73,8 @@ def synth(
     from cardioscan.synth.render import RenderOptions
     from cardioscan.synth.signals import find_records
 
-    if image_format not in ("png", "jpg"):
-        fail(f"--image-format must be png or jpg, not {image_format!r}")
+    if image_format not in ("auto", "png", "jpg"):
+        fail(f"--image-format must be auto, png or jpg, not {image_format!r}")
     record_dirs = records if records else ([DEFAULT_RECORDS] if DEFAULT_RECORDS.is_dir() else [])
     for d in record_dirs:
         if not d.is_dir():
@@ -103,3 +104,69 @@ def synth(
         typer.echo(f"wrote {n} pages to {out}", err=True)
     except (ValueError, OSError) as exc:
         fail(str(exc))
+
+
+@app.command()
+def digitize(
+    image: Annotated[Path, typer.Argument(help="PNG, JPEG, TIFF, BMP, WebP or PDF.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output stem or directory (default: beside the input).")] = None,
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: wfdb, aecg, csv.")] = "wfdb",
+    page: Annotated[int, typer.Option(min=1, help="PDF page or TIFF frame, 1-based.")] = 1,
+    overlay: Annotated[bool, typer.Option(help="Also write <stem>.overlay.png with the traces drawn over the input.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (and nothing else).")] = False,
+) -> None:
+    """Read one ECG image into 12 leads in mV. Exit 0: read; 1: read but flagged (see `flags`); 2: bad input."""
+    import json
+
+    import cv2
+
+    from cardioscan.io import write_record
+    from cardioscan.io.images import ImageLoadError
+    from cardioscan.pipeline import Digitizer, draw_overlay
+
+    try:
+        result = Digitizer().digitize_file(image, page)
+        stem = (out / image.stem if out.is_dir() else out) if out else image.with_suffix("")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        written = write_record(result.record, stem, _split(formats) or ["wfdb"])
+        if overlay:
+            overlay_path = stem.parent / f"{stem.name}.overlay.png"
+            cv2.imwrite(str(overlay_path), draw_overlay(result))
+            written.append(overlay_path)
+    except (ImageLoadError, ValueError, OSError) as exc:
+        fail(str(exc))
+    summary = result.summary(written)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+    else:
+        cal = summary["calibration"]
+        typer.echo(f"{image}: layout {summary['layout']}, {cal['px_per_mm']:.2f} px/mm, "
+                   f"{cal['mm_per_s']:g} mm/s, {cal['mm_per_mv']:g} mm/mV", err=True)
+        typer.echo("quality: " + " ".join(f"{k}={v['quality']:.2f}" for k, v in summary["leads"].items()), err=True)
+        for flag in summary["flags"]:
+            typer.echo(f"flag: {flag}", err=True)
+        for path in written:
+            typer.echo(str(path))
+    if result.flags:
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def evaluate_command(
+    directory: Annotated[Path, typer.Argument(help="A `cardioscan synth` directory (image + .json + .npz per page).")],
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N pages.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Run the whole pipeline on pages with known signals; print both published SNR metrics
+    overall, per source category and per layout, with seconds per page."""
+    import json
+
+    from cardioscan.evaluate import evaluate_directory, format_report
+
+    if not directory.is_dir():
+        fail(f"{directory} is not a directory")
+    try:
+        report = evaluate_directory(directory, limit)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(report, indent=1) if as_json else format_report(report))

@@ -91,7 +91,7 @@ def test_same_seed_gives_identical_files(tmp_path) -> None:
     a = generate(3, tmp_path / "a", seed=7, categories=["phone_photo", "wrinkled", "fax"])
     b = generate(3, tmp_path / "b", seed=7, categories=["phone_photo", "wrinkled", "fax"])
     for pa, pb in zip(a, b, strict=True):
-        for suffix in (".png", ".npz", ".json"):
+        for suffix in (pa.suffix, ".npz", ".json"):
             da = hashlib.sha256(pa.with_suffix(suffix).read_bytes()).hexdigest()
             db = hashlib.sha256(pb.with_suffix(suffix).read_bytes()).hexdigest()
             assert da == db, suffix

@@ -37,7 +37,7 @@ def _render_one(job: tuple[int, Path, RenderOptions, str]) -> str:
 
 def generate(n: int, out: Path, seed: int, workers: int = 1, categories: Sequence[str] | None = None,
              layouts: Sequence[str] | None = None, options: RenderOptions | None = None,
-             image_format: str = "png", progress: Callable[[int], None] | None = None) -> list[Path]:
+             image_format: str = "auto", progress: Callable[[int], None] | None = None) -> list[Path]:
     """Render pages `synth_000000` ... into `out`; the same arguments give identical files."""
     for c in categories or []:
         if c not in SOURCE_CATEGORIES:

@@ -21,6 +21,7 @@ import numpy as np
 
 MAP_STEP = 8  # image px between samples of canonical_mm
 MAJOR_MM = 5.0
+JPEG_CAPTURES = ("phone_photo", "screen_photo", "rotated_jpeg")
 
 
 @dataclass
@@ -42,11 +43,15 @@ class PageTruth:
         """Centre of each printed lead label, image px, keyed `<segment index>:<lead>`."""
         return self.meta["keypoints"]
 
-    def save(self, stem: Path, image: np.ndarray, image_format: str = "png") -> Path:
+    def save(self, stem: Path, image: np.ndarray, image_format: str = "auto") -> Path:
+        """Write the three files; `auto` keeps photographed pages as JPEG (as cameras do) and
+        the rest as PNG."""
         stem.parent.mkdir(parents=True, exist_ok=True)
+        if image_format == "auto":
+            image_format = "jpg" if self.meta["capture"] in JPEG_CAPTURES else "png"
         image_path = stem.with_suffix(f".{image_format}")
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if image_format == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE] if image_format == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
         if not cv2.imwrite(str(image_path), bgr, params):
             raise OSError(f"could not write {image_path}")
         arrays = {"signals": self.signals.astype(np.float32), "shown": self.shown.astype(np.float32),

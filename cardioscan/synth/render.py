@@ -146,7 +146,7 @@ def render_page(seed: int, options: RenderOptions | None = None) -> tuple[np.nda
     return image, truth
 
 
-def render_to_files(seed: int, stem: Path, options: RenderOptions | None = None, image_format: str = "png") -> Path:
+def render_to_files(seed: int, stem: Path, options: RenderOptions | None = None, image_format: str = "auto") -> Path:
     image, truth = render_page(seed, options)
     return truth.save(stem, image, image_format)
 

@@ -65,13 +65,12 @@ class PageWarp:
         map_x, map_y = self.inverse_maps()
         if self.shading is not None:
             shade = cv2.resize(self.shading.astype(np.float32), (page.shape[1], page.shape[0]))
-            page = np.clip(page.astype(np.float32) * shade[..., None], 0, 255).astype(np.uint8)
+            page = cv2.multiply(page, cv2.merge([shade] * 3), dtype=cv2.CV_8U)
         warped = cv2.remap(page, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         ones = np.full(page.shape[:2], 255, np.uint8)
         cover = cv2.remap(ones, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        a = cover[..., None].astype(np.float32) / 255.0
-        out = warped.astype(np.float32) * a + background.astype(np.float32) * (1 - a)
-        return np.clip(out, 0, 255).astype(np.uint8), cover
+        a = cover.astype(np.float32) / 255.0
+        return cv2.blendLinear(warped, background, a, 1.0 - a), cover
 
 
 def rotation_matrix(quarter_turns: int, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:

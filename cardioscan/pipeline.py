@@ -1,0 +1,137 @@
+"""The one Python API behind `digitize`, `eval` and (later) `batch`: image in, EcgRecord out.
+
+The stages today are classical stand-ins (grid period, ink following); the trained
+networks of DESIGN.md replace them behind the same types. What the tool is unsure of
+is said in `flags`, never hidden.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cardioscan import __version__
+from cardioscan.grid import measure_grid
+from cardioscan.io.images import LoadedPage, load_page
+from cardioscan.postprocess import Calibration, LeadPlacement, gain_from_pulses, infer_layout, rows_to_record
+from cardioscan.record import LEAD_NAMES, EcgRecord
+from cardioscan.trace import RowTrace, find_rows, follow_rows, ink_mask, trace_ink
+
+LOW_QUALITY = 0.5
+PAPER_TRACE_MM = 250.0  # 10 s at 25 mm/s: the printed width of a full rhythm row
+
+
+@dataclass
+class DigitizeResult:
+    record: EcgRecord
+    page: LoadedPage
+    layout: str | None
+    calibration: Calibration
+    placements: list[LeadPlacement]
+    rows: list[RowTrace]
+    flags: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self, written: list[Path] | None = None) -> dict:
+        """The documented `--json` contract (see README, "digitize --json")."""
+        return {
+            "input": str(self.page.path),
+            "page": self.page.page,
+            "layout": self.layout,
+            "rotation": 0,
+            "source": {"category": None, "probability": None},
+            "calibration": {"px_per_mm": round(self.calibration.px_per_mm, 4),
+                            "mm_per_s": self.calibration.mm_per_s, "mm_per_mv": self.calibration.mm_per_mv},
+            "keypoints": {},
+            "leads": {name: {"quality": round(float(self.record.quality[i]), 3),
+                             **_span(self.record.signals[i], self.record.fs)}
+                      for i, name in enumerate(LEAD_NAMES)},
+            "flags": self.flags,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "written": [str(p) for p in written or []],
+            "version": __version__,
+        }
+
+
+def _span(values: np.ndarray, fs: float) -> dict[str, float | None]:
+    idx = np.flatnonzero(np.isfinite(values))
+    if len(idx) == 0:
+        return {"start_s": None, "end_s": None}
+    return {"start_s": round(idx[0] / fs, 3), "end_s": round((idx[-1] + 1) / fs, 3)}
+
+
+class Digitizer:
+    """Load once, digitize many pages."""
+
+    def __init__(self, fs: float = 500.0, mm_per_s: float = 25.0) -> None:
+        self.fs = fs
+        self.mm_per_s = mm_per_s
+
+    def digitize_file(self, path: Path, page: int = 1) -> DigitizeResult:
+        start = time.perf_counter()
+        loaded = load_page(path, page)
+        result = self.digitize(loaded)
+        result.seconds = {"load": time.perf_counter() - start - sum(result.seconds.values()), **result.seconds}
+        return result
+
+    def digitize(self, page: LoadedPage) -> DigitizeResult:
+        seconds: dict[str, float] = {}
+        flags: list[str] = []
+        t = time.perf_counter()
+        grid = measure_grid(page.rgb)
+        seconds["grid"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        mask = ink_mask(page.rgb)
+        guess = grid.px_per_mm if grid.found else max(page.rgb.shape[:2]) / 280.0
+        trace = trace_ink(mask, guess)
+        baselines = find_rows(trace, guess)
+        rows = follow_rows(trace, baselines, guess)
+        seconds["trace"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        px_per_mm = grid.px_per_mm
+        longest = max((len(r.y_px) for r in rows), default=0)
+        if not grid.found:
+            flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
+            px_per_mm = longest / PAPER_TRACE_MM if longest else guess
+        layout = infer_layout(len(rows))
+        if not rows:
+            flags.append("no ECG found")
+        elif layout is None:
+            flags.append(f"layout not recognised ({len(rows)} rows found)")
+        gain = gain_from_pulses(rows, px_per_mm)
+        if gain is None:
+            flags.append("calibration pulse not found: 10 mm/mV assumed")
+            gain = 10.0
+        calibration = Calibration(px_per_mm, self.mm_per_s, gain)
+        if layout is not None:
+            record, placements = rows_to_record(rows, layout, calibration, self.fs)
+        else:
+            record, placements = EcgRecord(np.full((12, int(10 * self.fs)), np.nan), fs=self.fs), []
+        low = [name for name, q in zip(LEAD_NAMES, record.quality, strict=True) if q < LOW_QUALITY]
+        if low and rows:
+            flags.append("low confidence leads: " + ", ".join(low))
+        record.provenance.update({"input": str(page.path), "page": str(page.page), "cardioscan": __version__,
+                                  "layout": str(layout), "px_per_mm": f"{px_per_mm:.4f}",
+                                  "mm_per_mv": f"{gain:g}", "mm_per_s": f"{self.mm_per_s:g}"})
+        seconds["postprocess"] = time.perf_counter() - t
+        return DigitizeResult(record, page, layout, calibration, placements, rows, flags, seconds)
+
+
+def draw_overlay(result: DigitizeResult) -> np.ndarray:
+    """The input with every followed trace drawn over it in green, for a person to check."""
+    out = cv2.cvtColor(result.page.rgb, cv2.COLOR_RGB2BGR)
+    faded = cv2.addWeighted(out, 0.55, np.full_like(out, 255), 0.45, 0)
+    for row in result.rows:
+        xs = np.arange(len(row.y_px)) + row.x_start
+        ok = np.isfinite(row.y_px)
+        pts = np.stack([xs[ok], row.y_px[ok]], axis=1).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(faded, [pts], False, (0, 170, 0), 2, cv2.LINE_AA)
+    for i, flag in enumerate(result.flags):
+        cv2.putText(faded, flag, (10, 30 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 200), 2, cv2.LINE_AA)
+    return faded

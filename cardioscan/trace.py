@@ -1,0 +1,106 @@
+"""Stage 2 (trace): find the printed rows and follow each row's trace column by column.
+
+This is the classical stand-in for the CoordConv UNet of DESIGN.md: ink is what is dark
+and unsaturated, long connected ink is trace (text is short), rows are the peaks of the
+trace ink's vertical profile. It expects an upright page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from scipy.signal import find_peaks
+
+
+@dataclass
+class RowTrace:
+    """One printed row: the trace's y (image px) at every column from `x_start`, NaN where no ink."""
+
+    y_px: np.ndarray
+    x_start: int
+    baseline_px: float
+    pulse_height_px: float | None  # the 1 mV calibration pulse, when found at the row start
+
+    @property
+    def coverage(self) -> float:
+        return float(np.isfinite(self.y_px).mean()) if len(self.y_px) else 0.0
+
+
+def ink_mask(rgb: np.ndarray) -> np.ndarray:
+    """Dark, unsaturated pixels: trace and text, not coloured grid lines."""
+    value = rgb.max(axis=2).astype(np.int16)
+    saturation = value - rgb.min(axis=2)
+    threshold = min(140, int(np.percentile(value, 50)) - 60)
+    return (value < threshold) & (saturation < 110)
+
+
+def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """Keep ink that belongs to long connected strokes (traces) or tall ones (calibration
+    pulses), dropping letters, words and specks."""
+    joined = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    keep = (width >= 12 * px_per_mm) | ((width >= 4.5 * px_per_mm) & (height >= 4.5 * px_per_mm))
+    keep[0] = False
+    return keep[labels] & mask
+
+
+def find_rows(trace: np.ndarray, px_per_mm: float) -> list[float]:
+    """Row baselines (image y) as peaks of the trace ink's vertical profile."""
+    profile = gaussian_filter1d(trace.sum(axis=1).astype(np.float64), sigma=1.5 * px_per_mm)
+    if profile.max() <= 0:
+        return []
+    peaks, _ = find_peaks(profile, distance=max(1, int(7 * px_per_mm)), prominence=0.2 * profile.max())
+    return [float(p) for p in peaks]
+
+
+def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> tuple[float | None, int]:
+    """A flat-topped step of 3+ mm at the row start: its height (px) and where the trace resumes."""
+    window = ys[: int(12 * px_per_mm)]
+    rise = baseline - window
+    high = np.isfinite(rise) & (rise > 3 * px_per_mm)
+    if high.sum() < 3 * px_per_mm:
+        return None, 0
+    idx = np.flatnonzero(high)
+    height = float(np.median(rise[idx]))
+    if np.std(rise[idx]) > 0.15 * height:
+        return None, 0
+    # The trace starts after the pulse's falling edge, or after the blank gap that often follows it.
+    end = int(idx[-1]) + 1
+    after = np.isfinite(ys[end : end + int(8 * px_per_mm)])
+    gap = np.flatnonzero(~after)
+    if len(gap) and after[gap[0]:].any():
+        return height, end + int(gap[0] + np.argmax(after[gap[0]:]))
+    return height, end
+
+
+def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> list[RowTrace]:
+    """Per row and column, the ink point furthest from the baseline (so peaks keep their height),
+    or the ink's centre where the stroke is flat."""
+    rows: list[RowTrace] = []
+    h = mask.shape[0]
+    for i, base in enumerate(baselines):
+        top = int((baselines[i - 1] + base) / 2) if i > 0 else max(0, int(base - 15 * px_per_mm))
+        bottom = int((baselines[i + 1] + base) / 2) if i + 1 < len(baselines) else min(h, int(base + 15 * px_per_mm))
+        band = mask[top:bottom]
+        cols = np.flatnonzero(band.any(axis=0))
+        if len(cols) < 10 * px_per_mm:
+            continue
+        x0, x1 = int(cols[0]), int(cols[-1]) + 1
+        sub = band[:, x0:x1]
+        rows_idx = np.arange(sub.shape[0], dtype=np.float64)[:, None]
+        has = sub.any(axis=0)
+        y_min = np.where(sub, rows_idx, np.inf).min(axis=0)
+        y_max = np.where(sub, rows_idx, -np.inf).max(axis=0)
+        centre = np.where(has, (np.where(has, y_min, 0) + np.where(has, y_max, 0)) / 2, np.nan) + top
+        local_base = float(np.nanmedian(centre))
+        up, down = local_base - (y_min + top), (y_max + top) - local_base
+        extreme = np.where(up >= down, y_min, y_max) + top
+        flat = (y_max - y_min) <= max(3.0, 0.4 * px_per_mm)
+        ys = np.where(has, np.where(flat, centre, extreme), np.nan)
+        pulse_height, resume = _pulse(ys, local_base, px_per_mm)
+        rows.append(RowTrace(ys[resume:], x0 + resume, local_base, pulse_height))
+    return rows
