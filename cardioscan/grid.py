@@ -68,10 +68,23 @@ def _period(ac: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
         if len(near) and ac[near].max() >= 0.8 * ac[k]:
             k = int(near[np.argmax(ac[near])])
             break
-    a, b, c = ac[k - 1], ac[k], ac[k + 1]
-    denom = a - 2 * b + c
-    shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
-    return k + float(np.clip(shift, -0.5, 0.5)), float(ac[k])
+    # Refine on the farthest clear multiple of the period: m periods make the sub-pixel
+    # peak position m times more precise (0.1 % of px/mm is 7 samples over 10 s).
+    strength = float(ac[k])
+    period = float(k)
+    for m in range(2, 13):
+        lag = int(round(m * period))
+        if lag + 2 >= n // 2:
+            break
+        window = ac[lag - 2 : lag + 3]
+        j = lag - 2 + int(np.argmax(window))
+        if ac[j] < 0.5 * strength or not 0 < j < n - 1:
+            break
+        a, b, c = ac[j - 1], ac[j], ac[j + 1]
+        denom = a - 2 * b + c
+        shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
+        period = (j + float(np.clip(shift, -0.5, 0.5))) / m
+    return period, strength
 
 
 def measure_grid(rgb: np.ndarray) -> GridMeasurement:

@@ -97,9 +97,13 @@ def rows_to_record(rows: list[RowTrace], layout: str, calibration: Calibration, 
             values = np.interp(grid_t, t_lead[finite], v_lead[finite])
             values -= np.median(values)
             j = LEAD_INDEX[lead]
-            if np.isnan(signals[j, i0:i1]).all() or coverage > quality[j]:
-                signals[j, i0:i1] = _smooth(values, fs)
-                quality[j] = max(quality[j], coverage)
+            # A lead printed twice (II in a column and as rhythm strip): the better read
+            # wins where both exist, and the longer one fills the rest.
+            smoothed = _smooth(values, fs)
+            target = signals[j, i0:i1]
+            replace = np.isnan(target) | (coverage > quality[j])
+            target[replace] = smoothed[replace]
+            quality[j] = max(quality[j], coverage)
             placements.append(LeadPlacement(lead, t0, t1, coverage))
     signals[:6] = einthoven_projection(signals[:6], quality[:6])
     return EcgRecord(signals, fs=fs, quality=quality), placements

@@ -66,7 +66,7 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> tuple[float | N
         return None, 0
     idx = np.flatnonzero(high)
     height = float(np.median(rise[idx]))
-    if np.std(rise[idx]) > 0.15 * height:
+    if np.mean(np.abs(rise[idx] - height) < 0.1 * height) < 0.7:  # not flat-topped: a wave, not a pulse
         return None, 0
     # The trace starts after the pulse's falling edge, or after the blank gap that often follows it.
     end = int(idx[-1]) + 1
@@ -77,9 +77,29 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> tuple[float | N
     return height, end
 
 
+def _bidirectional(y_min: np.ndarray, y_max: np.ndarray) -> np.ndarray:
+    """The trace's y per column from the ink's top and bottom edge.
+
+    On slopes a column's ink spans the values the signal passes through, so its centre is
+    the value at the column's centre; at a peak (top edge higher than both neighbours') the
+    top edge is the value, less half the line width — likewise the bottom edge at a trough.
+    This keeps narrow QRS peaks at their true height without widening them."""
+    span = y_max - y_min
+    half_width = 0.5 * float(np.nanmedian(span)) if np.isfinite(span).any() else 0.0
+    ys = (y_min + y_max) / 2
+    prev_min, next_min = np.roll(y_min, 1), np.roll(y_min, -1)
+    prev_max, next_max = np.roll(y_max, 1), np.roll(y_max, -1)
+    with np.errstate(invalid="ignore"):
+        peak = (y_min <= prev_min) & (y_min <= next_min) & (span > 4 * half_width)
+        trough = (y_max >= prev_max) & (y_max >= next_max) & (span > 4 * half_width)
+    ys = np.where(peak & ~trough, y_min + half_width, ys)
+    ys = np.where(trough & ~peak, y_max - half_width, ys)
+    return ys
+
+
 def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> list[RowTrace]:
-    """Per row and column, the ink point furthest from the baseline (so peaks keep their height),
-    or the ink's centre where the stroke is flat."""
+    """Follow each row's ink column by column (see `_bidirectional`), then cut off the
+    calibration pulse at its start."""
     rows: list[RowTrace] = []
     h = mask.shape[0]
     for i, base in enumerate(baselines):
@@ -95,12 +115,9 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> l
         has = sub.any(axis=0)
         y_min = np.where(sub, rows_idx, np.inf).min(axis=0)
         y_max = np.where(sub, rows_idx, -np.inf).max(axis=0)
-        centre = np.where(has, (np.where(has, y_min, 0) + np.where(has, y_max, 0)) / 2, np.nan) + top
-        local_base = float(np.nanmedian(centre))
-        up, down = local_base - (y_min + top), (y_max + top) - local_base
-        extreme = np.where(up >= down, y_min, y_max) + top
-        flat = (y_max - y_min) <= max(3.0, 0.4 * px_per_mm)
-        ys = np.where(has, np.where(flat, centre, extreme), np.nan)
+        y_min, y_max = np.where(has, y_min, np.nan) + top, np.where(has, y_max, np.nan) + top
+        ys = _bidirectional(y_min, y_max)
+        local_base = float(np.nanmedian(ys))
         pulse_height, resume = _pulse(ys, local_base, px_per_mm)
         rows.append(RowTrace(ys[resume:], x0 + resume, local_base, pulse_height))
     return rows
