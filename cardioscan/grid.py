@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
 MIN_PX_PER_MM, MAX_PX_PER_MM = 2.5, 16.0
@@ -40,7 +41,9 @@ def _strip_autocorrelation(signal: np.ndarray, axis: int, strip: int = 128) -> n
     h, w = sig.shape
     acs = []
     for top in range(int(h * 0.15), int(h * 0.85) - strip + 1, strip):
-        p = sig[top : top + strip, int(w * 0.1) : int(w * 0.9)].mean(axis=0)
+        # Thin lines at a non-integer period make needle-sharp peaks that integer lags miss:
+        # a little blur keeps every period's peak visible.
+        p = gaussian_filter1d(sig[top : top + strip, int(w * 0.1) : int(w * 0.9)].mean(axis=0), 1.2)
         p = p - p.mean()
         spectrum = np.fft.rfft(p, 2 * len(p))
         ac = np.fft.irfft(spectrum * np.conj(spectrum))[: len(p)]
@@ -55,22 +58,24 @@ def _period(ac: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     lo_i, hi_i = int(np.floor(lo)), min(int(np.ceil(hi)) + 1, n - 1)
     if hi_i - lo_i < 3:
         return float("nan"), 0.0
-    peaks, _ = find_peaks(ac[lo_i:hi_i])
+    peaks, props = find_peaks(ac[lo_i:hi_i], prominence=0.0)
     peaks = peaks + lo_i
-    peaks = peaks[ac[peaks] > 0]
+    prominence = props["prominences"]
     if len(peaks) == 0:
         return float("nan"), 0.0
-    # Major lines coincide with minor ones at 5 mm, so that lag is (nearly) the strongest;
-    # its multiples are as strong, so prefer an equally strong peak at a half or a third.
-    k = int(peaks[np.argmax(ac[peaks])])
+    # Major lines coincide with minor ones at 5 mm, so that lag stands out most (by
+    # prominence: ECG rows and text add slow structure that inflates plain height); its
+    # multiples stand out as much, so prefer an equally clear peak at a half or a third.
+    best = int(np.argmax(prominence))
     for divisor in (2, 3):
-        near = peaks[np.abs(peaks - k / divisor) <= 2]
-        if len(near) and ac[near].max() >= 0.8 * ac[k]:
-            k = int(near[np.argmax(ac[near])])
+        near = np.flatnonzero(np.abs(peaks - peaks[best] / divisor) <= 2)
+        if len(near) and prominence[near].max() >= 0.8 * prominence[best]:
+            best = int(near[np.argmax(prominence[near])])
             break
+    k = int(peaks[best])
     # Refine on the farthest clear multiple of the period: m periods make the sub-pixel
     # peak position m times more precise (0.1 % of px/mm is 7 samples over 10 s).
-    strength = float(ac[k])
+    strength = float(prominence[best])
     period = float(k)
     for m in range(2, 13):
         lag = int(round(m * period))
