@@ -39,11 +39,13 @@ def ink_mask(rgb: np.ndarray) -> np.ndarray:
 
 def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
     """Keep ink that belongs to long connected strokes (traces) or tall ones (calibration
-    pulses), dropping letters, words and specks."""
+    pulses), dropping letters, words, specks and solid blocks."""
     joined = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    density = stats[:, cv2.CC_STAT_AREA] / np.maximum(width * height, 1)
     keep = (width >= 12 * px_per_mm) | ((width >= 4.5 * px_per_mm) & (height >= 4.5 * px_per_mm))
+    keep &= density < 0.3  # a trace is a thin line in its box; a QR code or a sticker is not
     keep[0] = False
     return keep[labels] & mask
 

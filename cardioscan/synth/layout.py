@@ -169,7 +169,8 @@ def sample_layout(
         # Above the baseline or below it, as different machines do.
         dy = float(rng.choice([-1, 1])) * float(rng.uniform(3.0, max(3.5, 0.3 * row_pitch)))
         for s in segments:
-            labels.append(LabelSpec(s.lead, s.x_mm + dx + size, s.baseline_mm + dy, size, font))
+            if rng.random() < 0.96:  # now and then one label is missing or unreadable
+                labels.append(LabelSpec(s.lead, s.x_mm + dx + size, s.baseline_mm + dy, size, font))
 
     return PageLayout(
         paper=paper,

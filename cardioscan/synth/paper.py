@@ -209,9 +209,29 @@ def draw_ink(
     col_w = (layout.grid_x1_mm - layout.grid_x0_mm) * px_per_mm / max(columns, 3)
     for i, line in enumerate(header_lines):
         draw.text((x_text + (i // 4) * col_w, y_text + (i % 4) * line_h), line, fill=255, font=text_font)
+    if rng.random() < 0.25:
+        _draw_qr_like(mask_image=image, rng=rng, px_per_mm=px_per_mm,
+                      x_mm=layout.grid_x1_mm - rng.uniform(18, 40), y_mm=layout.grid_y0_mm + rng.uniform(1, 4))
     footer = f"{layout.mm_per_s:g} mm/s   {layout.mm_per_mv:g} mm/mV   0.05-150 Hz"
     draw.text((x_text, (layout.grid_y1_mm - 4) * px_per_mm), footer, fill=255, font=text_font)
     return np.asarray(image), centres, polylines
+
+
+def _draw_qr_like(mask_image: Image.Image, rng: np.random.Generator, px_per_mm: float, x_mm: float,
+                  y_mm: float) -> None:
+    """A QR-code-like block (random modules with the three finder squares), as on many
+    modern printouts: dense ink that must not be taken for trace."""
+    n = 21
+    modules = rng.random((n, n)) < 0.5
+    finder = np.zeros((7, 7), bool)
+    finder[[0, 6], :] = finder[:, [0, 6]] = True
+    finder[2:5, 2:5] = True
+    for r, c in ((0, 0), (0, n - 7), (n - 7, 0)):
+        modules[r : r + 7, c : c + 7] = finder
+    size_px = int(rng.uniform(14, 24) * px_per_mm)
+    block = cv2.resize(modules.astype(np.uint8) * 255, (size_px, size_px), interpolation=cv2.INTER_NEAREST)
+    mask_image.paste(Image.fromarray(block), (int(x_mm * px_per_mm), int(y_mm * px_per_mm)),
+                     Image.fromarray(block))
 
 
 def compose_page(grid: np.ndarray, ink: np.ndarray, style: PaperStyle) -> np.ndarray:
