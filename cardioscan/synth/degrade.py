@@ -220,12 +220,26 @@ def photocopy_effects(rng: np.random.Generator, image: np.ndarray) -> np.ndarray
     return _shade(out, (dark * toner).astype(np.float32))
 
 
+def _soft_shadow(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A phone's or hand's shadow: a polygon with a penumbra, as a light factor."""
+    h, w = shape
+    small = (max(h // 8, 2), max(w // 8, 2))
+    mask = np.zeros(small, np.float32)
+    corner = rng.uniform(0, 1, size=2) * [small[1], small[0]]
+    pts = corner + rng.normal(0, 0.35, size=(int(rng.integers(3, 6)), 2)) * [small[1], small[0]]
+    cv2.fillPoly(mask, [pts.astype(np.int32)], 1.0)
+    mask = gaussian_filter(mask, sigma=rng.uniform(0.01, 0.05) * max(small))
+    light = 1 - rng.uniform(0.2, 0.5) * mask
+    return cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def photo_effects(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    out = _shade(image, _illumination(rng, image.shape[:2], rng.uniform(0.1, 0.6)))
+    light = _illumination(rng, image.shape[:2], rng.uniform(0.1, 0.6))
+    if rng.random() < 0.4:
+        light *= _soft_shadow(rng, image.shape[:2])
+    out = _shade(image, light)
     transforms = [
-        A.RandomShadow(shadow_roi=(0, 0, 1, 1), num_shadows_limit=(1, 2), shadow_dimension=5,
-                       shadow_intensity_range=(0.15, 0.5), p=0.4),
-        A.PlanckianJitter(temperature_limit=(4000, 8000), p=0.5),
+        A.PlanckianJitter(temperature_limit=(5000, 8000), p=0.5),
         A.OneOf([A.Defocus(radius=(1, 3), alias_blur=(0.1, 0.3)), A.MotionBlur(blur_limit=(3, 7)),
                  A.GaussianBlur(sigma_limit=(0.4, 1.2))], p=0.7),
         A.GaussNoise(std_range=(0.01, 0.05), noise_scale_factor=0.5, p=0.7),

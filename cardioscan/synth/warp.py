@@ -134,8 +134,8 @@ def wrinkle_field(rng: np.random.Generator, page_shape: tuple[int, int], px_per_
                   n_folds: int, crumple: float, curl: float) -> tuple[np.ndarray, np.ndarray]:
     """Displacement (px) and shading of a paper that was folded, crumpled and curls up.
 
-    A height field drives both: folds are ridges along random lines, crumpling is
-    band-limited noise; light falls from one side, so slopes facing it are brighter.
+    A height field drives both: folds are ridges along whole lines, crumpling is many
+    short local creases; light falls from one side, so facets facing it are brighter.
     """
     hc, wc = _coarse_shape(page_shape)
     ys, xs = np.mgrid[0:hc, 0:wc].astype(np.float64) * COARSE_STEP
@@ -153,10 +153,19 @@ def wrinkle_field(rng: np.random.Generator, page_shape: tuple[int, int], px_per_
         ridge = -amp * np.abs(dist) / (page_shape[0] + page_shape[1]) * float(rng.choice([-1, 1]))
         height += ridge * 10
         sharp += np.exp(-(dist / (0.8 * px_per_mm)) ** 2) * rng.uniform(0.04, 0.15)
-    if crumple > 0:
-        noise = gaussian_filter(rng.normal(size=(hc, wc)), sigma=rng.uniform(4, 10))
-        noise /= noise.std() + 1e-9
-        height += crumple * 1.5 * px_per_mm * noise
+    # Crumpling: many short creases in all directions, each a ridge that fades out within a
+    # few centimetres, so the sheet breaks into flat facets with sharp edges (as in real photos).
+    for _ in range(int(crumple * 25)):
+        angle = float(rng.uniform(0, np.pi))
+        nx, ny = np.cos(angle), np.sin(angle)
+        cx, cy = rng.uniform(0, page_shape[1]), rng.uniform(0, page_shape[0])
+        dist = (xs - cx) * nx + (ys - cy) * ny
+        along = -(xs - cx) * ny + (ys - cy) * nx
+        reach = rng.uniform(20, 80) * px_per_mm
+        window = np.exp(-((along / reach) ** 2) - (dist / (0.6 * reach)) ** 2)
+        slope = rng.uniform(0.05, 0.2) * float(rng.choice([-1, 1]))
+        height += -slope * np.abs(dist) * window
+        sharp += np.exp(-(dist / (0.6 * px_per_mm)) ** 2) * window * rng.uniform(0.02, 0.08)
     if curl > 0:
         edge = float(rng.choice([0, 1]))
         t = xs / page_shape[1] if edge == 0 else 1 - xs / page_shape[1]
