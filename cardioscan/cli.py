@@ -114,6 +114,7 @@ def digitize(
     page: Annotated[int, typer.Option(min=1, help="PDF page or TIFF frame, 1-based.")] = 1,
     overlay: Annotated[bool, typer.Option(help="Also write <stem>.overlay.png with the traces drawn over the input.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (and nothing else).")] = False,
+    timing: Annotated[str, typer.Option(help="Column timing: auto (read from the page), sequential or simultaneous.")] = "auto",
 ) -> None:
     """Read one ECG image into 12 leads in mV. Exit 0: read; 1: read but flagged (see `flags`); 2: bad input."""
     import json
@@ -125,7 +126,9 @@ def digitize(
     from cardioscan.pipeline import Digitizer, draw_overlay
 
     try:
-        result = Digitizer().digitize_file(image, page)
+        if timing not in ("auto", "sequential", "simultaneous"):
+            fail(f"--timing must be auto, sequential or simultaneous, not {timing!r}")
+        result = Digitizer(timing=timing).digitize_file(image, page)
         stem = (out / image.stem if out.is_dir() else out) if out else image.with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
         written = write_record(result.record, stem, _split(formats) or ["wfdb"])

@@ -17,8 +17,9 @@ import numpy as np
 from cardioscan import __version__
 from cardioscan.grid import measure_grid
 from cardioscan.io.images import LoadedPage, load_page
-from cardioscan.postprocess import Calibration, LeadPlacement, gain_from_pulses, infer_layout, rows_to_record
+from cardioscan.postprocess import Calibration, assemble, gain_from_pulses, infer_layout, split_segments
 from cardioscan.record import LEAD_NAMES, EcgRecord
+from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, infer_timing
 from cardioscan.trace import RowTrace, find_rows, follow_rows, ink_mask, trace_ink
 
 LOW_QUALITY = 0.5
@@ -31,7 +32,8 @@ class DigitizeResult:
     page: LoadedPage
     layout: str | None
     calibration: Calibration
-    placements: list[LeadPlacement]
+    segments: list[PrintedSegment]
+    timing: TimingDecision | None
     rows: list[RowTrace]
     flags: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -47,14 +49,29 @@ class DigitizeResult:
             "calibration": {"px_per_mm": round(self.calibration.px_per_mm, 4),
                             "mm_per_s": self.calibration.mm_per_s, "mm_per_mv": self.calibration.mm_per_mv},
             "keypoints": {},
+            "timing": None if self.timing is None else {
+                "convention": self.timing.convention, "evidence": self.timing.evidence,
+                "margin": round(self.timing.margin, 3), "rhythm_lead": self.timing.rhythm_lead},
             "leads": {name: {"quality": round(float(self.record.quality[i]), 3),
-                             **_span(self.record.signals[i], self.record.fs)}
+                             **_span(self.record.signals[i], self.record.fs), **self._lead_timing(name)}
                       for i, name in enumerate(LEAD_NAMES)},
             "flags": self.flags,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "written": [str(p) for p in written or []],
             "version": __version__,
         }
+
+
+    def _lead_timing(self, lead: str) -> dict[str, float | None]:
+        """Offset (s) and confidence of the lead's first printed segment other than a rhythm strip."""
+        if self.timing is None:
+            return {"offset_s": None, "timing_confidence": None}
+        placed = [(o, c) for seg, o, c in zip(self.segments, self.timing.offsets_s, self.timing.confidence, strict=True)
+                  if seg.lead == lead]
+        if not placed:
+            return {"offset_s": None, "timing_confidence": None}
+        offset, confidence = placed[0]
+        return {"offset_s": round(offset, 3), "timing_confidence": round(confidence, 3)}
 
 
 def _span(values: np.ndarray, fs: float) -> dict[str, float | None]:
@@ -67,9 +84,10 @@ def _span(values: np.ndarray, fs: float) -> dict[str, float | None]:
 class Digitizer:
     """Load once, digitize many pages."""
 
-    def __init__(self, fs: float = 500.0, mm_per_s: float = 25.0) -> None:
+    def __init__(self, fs: float = 500.0, mm_per_s: float = 25.0, timing: str = "auto") -> None:
         self.fs = fs
         self.mm_per_s = mm_per_s
+        self.timing = timing
 
     def digitize_file(self, path: Path, page: int = 1) -> DigitizeResult:
         start = time.perf_counter()
@@ -109,18 +127,34 @@ class Digitizer:
             flags.append("calibration pulse not found: 10 mm/mV assumed")
             gain = 10.0
         calibration = Calibration(px_per_mm, self.mm_per_s, gain)
+        segments: list[PrintedSegment] = []
+        timing: TimingDecision | None = None
         if layout is not None:
-            record, placements = rows_to_record(rows, layout, calibration, self.fs)
+            segments = split_segments(rows, layout, calibration, self.fs)
+            timing = infer_timing(segments, self.fs, self.timing)
+            rhythm = [seg for seg in segments if seg.is_rhythm]
+            if rhythm and timing.rhythm_lead:
+                rhythm[0].lead = timing.rhythm_lead
+            elif rhythm:
+                flags.append("rhythm strip lead not identified: II assumed")
+            if timing.evidence != "user" and timing.margin < WEAK_EVIDENCE:
+                flags.append(f"timing evidence weak ({timing.evidence}): columns placed {timing.convention}")
+            record = assemble(segments, timing.offsets_s, self.fs)
         else:
-            record, placements = EcgRecord(np.full((12, int(10 * self.fs)), np.nan), fs=self.fs), []
+            record = EcgRecord(np.full((12, int(10 * self.fs)), np.nan), fs=self.fs)
         low = [name for name, q in zip(LEAD_NAMES, record.quality, strict=True) if q < LOW_QUALITY]
         if low and rows:
             flags.append("low confidence leads: " + ", ".join(low))
         record.provenance.update({"input": str(page.path), "page": str(page.page), "cardioscan": __version__,
                                   "layout": str(layout), "px_per_mm": f"{px_per_mm:.4f}",
                                   "mm_per_mv": f"{gain:g}", "mm_per_s": f"{self.mm_per_s:g}"})
+        if timing is not None:
+            record.provenance["timing"] = f"{timing.convention} ({timing.evidence}, margin {timing.margin:.2f})"
+            for seg, offset, confidence in zip(segments, timing.offsets_s, timing.confidence, strict=True):
+                key = f"offset {seg.lead}{' rhythm' if seg.is_rhythm else ''}"
+                record.provenance[key] = f"{offset:.3f} s (confidence {confidence:.2f})"
         seconds["postprocess"] = time.perf_counter() - t
-        return DigitizeResult(record, page, layout, calibration, placements, rows, flags, seconds)
+        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, flags, seconds)
 
 
 def draw_overlay(result: DigitizeResult) -> np.ndarray:

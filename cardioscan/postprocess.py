@@ -1,8 +1,9 @@
 """Post-processing: rows of pixels become leads in millivolts on a common time axis.
 
-Rows are split into leads by the inferred layout, pixels become mm through the grid's
-px/mm, mm become mV through the calibration pulse (snapped to 5 / 10 / 20 mm/mV) and
-seconds through the paper speed; the limb leads are then made Einthoven-consistent.
+Rows are split into printed segments by the inferred layout, pixels become mm through the
+grid's px/mm, mm become mV through the calibration pulse (snapped to 5 / 10 / 20 mm/mV) and
+seconds through the paper speed; `timing` places the segments, and the limb leads are then
+made Einthoven-consistent.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from cardioscan.record import LEAD_INDEX, LEAD_NAMES, EcgRecord, limb_leads_from_i_ii
+from cardioscan.timing import PrintedSegment
 from cardioscan.trace import RowTrace
 
 GAINS_MM_PER_MV = (5.0, 10.0, 20.0)
@@ -29,14 +31,6 @@ class Calibration:
     px_per_mm: float
     mm_per_s: float
     mm_per_mv: float
-
-
-@dataclass
-class LeadPlacement:
-    lead: str
-    start_s: float
-    end_s: float
-    quality: float
 
 
 def infer_layout(n_rows: int) -> str | None:
@@ -71,42 +65,50 @@ def _smooth(values: np.ndarray, fs: float) -> np.ndarray:
     return out
 
 
-def rows_to_record(rows: list[RowTrace], layout: str, calibration: Calibration, fs: float = 500.0,
-                   duration_s: float = 10.0) -> tuple[EcgRecord, list[LeadPlacement]]:
-    """Place every row's pieces as leads in time (columns one after the other), in mV."""
+def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, fs: float = 500.0,
+                   duration_s: float = 10.0) -> list[PrintedSegment]:
+    """Cut each row into its printed leads, in mV at `fs` on each segment's own time axis."""
+    segments: list[PrintedSegment] = []
+    px_per_s = calibration.px_per_mm * calibration.mm_per_s
+    leads_per_row = row_leads(layout)
+    for r, (row, leads) in enumerate(zip(rows, leads_per_row, strict=False)):
+        mv = (row.baseline_px - row.y_px) / (calibration.px_per_mm * calibration.mm_per_mv)
+        t_row = np.arange(len(mv)) / px_per_s
+        col_s = min(duration_s, len(mv) / px_per_s) / len(leads)
+        is_rhythm = r >= len(_LAYOUT_LEADS["3x4"]) and layout.startswith("3x4")
+        for k, lead in enumerate(leads):
+            inside = (t_row >= k * col_s) & (t_row < (k + 1) * col_s)
+            t_seg, v_seg = t_row[inside] - k * col_s, mv[inside]
+            finite = np.isfinite(v_seg)
+            coverage = float(finite.mean()) if len(v_seg) else 0.0
+            n = int(round(col_s * fs))
+            values = np.full(n, np.nan)
+            if finite.sum() >= 2:
+                values = np.interp(np.arange(n) / fs, t_seg[finite], v_seg[finite])
+                values = _smooth(values - np.median(values), fs)
+            segments.append(PrintedSegment(lead, r, k, len(leads), values, coverage, is_rhythm))
+    return segments
+
+
+def assemble(segments: list[PrintedSegment], offsets_s: list[float], fs: float = 500.0,
+             duration_s: float = 10.0) -> EcgRecord:
+    """Place segments at their offsets; where a lead is printed twice (II in a column and as the
+    rhythm strip) the better read wins where both exist and the longer one fills the rest."""
     n = int(round(duration_s * fs))
     signals = np.full((len(LEAD_NAMES), n), np.nan)
     quality = np.zeros(len(LEAD_NAMES))
-    placements: list[LeadPlacement] = []
-    px_per_s = calibration.px_per_mm * calibration.mm_per_s
-    for row, leads in zip(rows, row_leads(layout), strict=False):
-        mv = (row.baseline_px - row.y_px) / (calibration.px_per_mm * calibration.mm_per_mv)
-        t_row = np.arange(len(mv)) / px_per_s
-        row_s = min(duration_s, len(mv) / px_per_s)
-        col_s = row_s / len(leads)
-        for k, lead in enumerate(leads):
-            t0, t1 = k * col_s, (k + 1) * col_s
-            i0, i1 = int(round(t0 * fs)), min(n, int(round(t1 * fs)))
-            inside = (t_row >= t0) & (t_row < t1)
-            t_lead, v_lead = t_row[inside], mv[inside]
-            finite = np.isfinite(v_lead)
-            coverage = float(finite.mean()) if len(v_lead) else 0.0
-            if finite.sum() < 2:
-                continue
-            grid_t = np.arange(i0, i1) / fs
-            values = np.interp(grid_t, t_lead[finite], v_lead[finite])
-            values -= np.median(values)
-            j = LEAD_INDEX[lead]
-            # A lead printed twice (II in a column and as rhythm strip): the better read
-            # wins where both exist, and the longer one fills the rest.
-            smoothed = _smooth(values, fs)
-            target = signals[j, i0:i1]
-            replace = np.isnan(target) | (coverage > quality[j])
-            target[replace] = smoothed[replace]
-            quality[j] = max(quality[j], coverage)
-            placements.append(LeadPlacement(lead, t0, t1, coverage))
+    for seg, offset in zip(segments, offsets_s, strict=True):
+        if not np.isfinite(seg.values).any():
+            continue
+        j = LEAD_INDEX[seg.lead]
+        i0 = int(round(offset * fs))
+        i1 = min(n, i0 + len(seg.values))
+        target = signals[j, i0:i1]
+        replace = np.isnan(target) | (seg.coverage > quality[j])
+        target[replace] = seg.values[: i1 - i0][replace]
+        quality[j] = max(quality[j], seg.coverage)
     signals[:6] = einthoven_projection(signals[:6], quality[:6])
-    return EcgRecord(signals, fs=fs, quality=quality), placements
+    return EcgRecord(signals, fs=fs, quality=quality)
 
 
 def einthoven_projection(limb: np.ndarray, quality: np.ndarray) -> np.ndarray:

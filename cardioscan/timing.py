@@ -1,0 +1,143 @@
+"""Where each printed segment sits in time, read from the page rather than assumed.
+
+Machines print the columns of a 3x4 or 6x2 sheet either one after the other
+("sequential": column k shows [k d, (k+1) d)) or all over the same seconds
+("simultaneous": every column shows [0, d)). All twelve leads are recorded at once, so
+every segment's QRS complexes fall at the same instants as the rhythm strip's: the
+beat envelope (smoothed slope magnitude) of a segment correlates with the rhythm strip's
+envelope only at the segment's true place. Without a rhythm strip, simultaneous columns
+share their beats with column 0 and sequential ones do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+CONVENTIONS = ("sequential", "simultaneous")
+MAX_REFINE_S = 0.1  # how far from its nominal place a segment's beats are looked for
+WEAK_EVIDENCE = 0.15  # margin of correlation between the two conventions below which we flag
+SHARED_BEATS = 0.6  # beat-envelope correlation with column 0 above which columns are simultaneous
+
+
+@dataclass
+class PrintedSegment:
+    """One lead as printed: values in mV at `fs` from the segment's own left edge."""
+
+    lead: str
+    row: int
+    column: int
+    n_columns: int
+    values: np.ndarray
+    coverage: float
+    is_rhythm: bool = False
+
+
+@dataclass
+class TimingDecision:
+    convention: str
+    offsets_s: list[float]  # per segment, seconds from the record start
+    confidence: list[float]  # per segment, in [0, 1]
+    margin: float  # how much better the chosen convention explained the beats
+    evidence: str  # "rhythm strip", "shared beats", "default" or "user"
+    rhythm_lead: str | None = None
+
+
+def beat_envelope(values: np.ndarray, fs: float) -> np.ndarray:
+    """Smoothed magnitude of the slope: large at every QRS whatever the lead's morphology."""
+    v = np.nan_to_num(values - np.nanmedian(values)) if np.isfinite(values).any() else np.zeros_like(values)
+    env = gaussian_filter1d(np.abs(np.gradient(v)), sigma=0.012 * fs)
+    return (env - env.mean()) / (env.std() + 1e-9)
+
+
+def _best_correlation(segment_env: np.ndarray, reference_env: np.ndarray, start: int,
+                      max_lag: int) -> tuple[float, int]:
+    """Highest Pearson correlation of the segment against the reference near `start`, and its lag."""
+    n = len(segment_env)
+    best, best_lag = -1.0, 0
+    for lag in range(-max_lag, max_lag + 1, 2):
+        s = start + lag
+        if s < 0 or s + n > len(reference_env):
+            continue
+        ref = reference_env[s : s + n]
+        c = float(np.mean((segment_env - segment_env.mean()) * (ref - ref.mean())) / (segment_env.std() * ref.std() + 1e-9))
+        if c > best:
+            best, best_lag = c, lag
+    return best, best_lag
+
+
+def nominal_offset(segment: PrintedSegment, convention: str, fs: float) -> float:
+    if segment.is_rhythm or convention == "simultaneous":
+        return 0.0
+    return segment.column * len(segment.values) / fs
+
+
+def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") -> TimingDecision:
+    """Decide the convention (or take `mode`), then place every segment on the record's time axis."""
+    if mode not in ("auto", *CONVENTIONS):
+        raise ValueError(f"timing must be auto, sequential or simultaneous, not {mode!r}")
+    rhythm = [s for s in segments if s.is_rhythm]
+    later = [s for s in segments if not s.is_rhythm and s.column > 0 and s.coverage > 0.5]
+    max_lag = int(MAX_REFINE_S * fs)
+    reference = beat_envelope(rhythm[0].values, fs) if rhythm else None
+
+    def against_rhythm(segment: PrintedSegment, convention: str) -> tuple[float, int]:
+        start = int(round(nominal_offset(segment, convention, fs) * fs))
+        return _best_correlation(beat_envelope(segment.values, fs), reference, start, max_lag)
+
+    def shared_with_first_column(segment: PrintedSegment) -> float:
+        first = next((f for f in segments if f.row == segment.row and f.column == 0 and not f.is_rhythm), None)
+        if first is None:
+            return 0.0
+        padded = np.pad(beat_envelope(first.values, fs), max_lag)
+        return _best_correlation(beat_envelope(segment.values, fs), padded, max_lag, max_lag)[0]
+
+    if mode != "auto":
+        convention, margin, evidence = mode, 1.0, "user"
+    elif not later:
+        convention, margin, evidence = "sequential", 0.0, "default"
+    elif rhythm:
+        totals = {c: float(np.mean([against_rhythm(s, c)[0] for s in later])) for c in CONVENTIONS}
+        convention = max(CONVENTIONS, key=lambda c: totals[c])
+        margin, evidence = abs(totals["sequential"] - totals["simultaneous"]), "rhythm strip"
+    else:
+        shared = float(np.mean([shared_with_first_column(s) for s in later]))
+        convention = "simultaneous" if shared > SHARED_BEATS else "sequential"
+        margin, evidence = abs(shared - SHARED_BEATS), "shared beats"
+
+    offsets, confidence = [], []
+    for s in segments:
+        base = nominal_offset(s, convention, fs)
+        if rhythm and not s.is_rhythm and s.coverage > 0.5:
+            # The envelope peak of another lead is only good to a few tens of ms (each lead
+            # peaks at its own instant within the QRS), so it confirms the place, not refines it.
+            c, _ = against_rhythm(s, convention)
+            offsets.append(base)
+            confidence.append(float(np.clip(c, 0.0, 1.0)))
+        else:
+            offsets.append(base)
+            confidence.append(1.0 if s.is_rhythm else float(np.clip(margin / (2 * WEAK_EVIDENCE), 0, 1)))
+    return TimingDecision(convention, offsets, confidence, margin, evidence, identify_rhythm_lead(segments, offsets, fs))
+
+
+def identify_rhythm_lead(segments: list[PrintedSegment], offsets: list[float], fs: float) -> str | None:
+    """The grid lead whose waveform the rhythm strip repeats at that lead's place in time."""
+    rhythm = [s for s in segments if s.is_rhythm]
+    if not rhythm:
+        return None
+    strip = np.nan_to_num(rhythm[0].values)
+    best, best_lead = 0.0, None
+    for s, offset in zip(segments, offsets, strict=True):
+        if s.is_rhythm or s.coverage < 0.5:
+            continue
+        start = int(round(offset * fs))
+        window = strip[start : start + len(s.values)]
+        if len(window) < len(s.values) * 0.9:
+            continue
+        v = np.nan_to_num(s.values[: len(window)])
+        c = float(np.corrcoef(v - v.mean(), window - window.mean())[0, 1])
+        if c > best:
+            best, best_lead = c, s.lead
+    return best_lead if best > 0.85 else None
