@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from cardioscan import __version__
+from cardioscan.align import candidate_turns, orientation_score, upright
 from cardioscan.grid import measure_grid
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.postprocess import Calibration, assemble, gain_from_pulses, infer_layout, split_segments
@@ -37,6 +38,7 @@ class DigitizeResult:
     rows: list[RowTrace]
     flags: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    turns: int = 0  # counter-clockwise quarter turns that made the page upright
 
     def summary(self, written: list[Path] | None = None) -> dict:
         """The documented `--json` contract (see README, "digitize --json")."""
@@ -44,7 +46,7 @@ class DigitizeResult:
             "input": str(self.page.path),
             "page": self.page.page,
             "layout": self.layout,
-            "rotation": 0,
+            "rotation": self.turns * 90,  # clockwise degrees the page is turned in the input
             "source": {"category": None, "probability": None},
             "calibration": {"px_per_mm": round(self.calibration.px_per_mm, 4),
                             "mm_per_s": self.calibration.mm_per_s, "mm_per_mv": self.calibration.mm_per_mv},
@@ -81,6 +83,12 @@ def _span(values: np.ndarray, fs: float) -> dict[str, float | None]:
     return {"start_s": round(idx[0] / fs, 3), "end_s": round((idx[-1] + 1) / fs, 3)}
 
 
+def read_rows(rgb: np.ndarray, px_per_mm: float) -> list[RowTrace]:
+    """Stage 2 on an upright page: the rows and their traces."""
+    trace = trace_ink(ink_mask(rgb), px_per_mm)
+    return follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm)
+
+
 class Digitizer:
     """Load once, digitize many pages."""
 
@@ -104,12 +112,11 @@ class Digitizer:
         seconds["grid"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        mask = ink_mask(page.rgb)
         guess = grid.px_per_mm if grid.found else max(page.rgb.shape[:2]) / 280.0
-        trace = trace_ink(mask, guess)
-        baselines = find_rows(trace, guess)
-        rows = follow_rows(trace, baselines, guess)
-        seconds["trace"] = time.perf_counter() - t
+        readings = {turns: read_rows(upright(page.rgb, turns), guess) for turns in candidate_turns(page.rgb.shape[:2])}
+        turns = max(readings, key=lambda k: orientation_score(readings[k]))
+        rows = readings[turns]
+        seconds["align+trace"] = time.perf_counter() - t
 
         t = time.perf_counter()
         px_per_mm = grid.px_per_mm
@@ -154,12 +161,13 @@ class Digitizer:
                 key = f"offset {seg.lead}{' rhythm' if seg.is_rhythm else ''}"
                 record.provenance[key] = f"{offset:.3f} s (confidence {confidence:.2f})"
         seconds["postprocess"] = time.perf_counter() - t
-        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, flags, seconds)
+        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, flags, seconds, turns)
 
 
 def draw_overlay(result: DigitizeResult) -> np.ndarray:
-    """The input with every followed trace drawn over it in green, for a person to check."""
-    out = cv2.cvtColor(result.page.rgb, cv2.COLOR_RGB2BGR)
+    """The input with every followed trace drawn over it in green, for a person to check
+    (drawn on the upright page, then turned back to the input's orientation)."""
+    out = cv2.cvtColor(upright(result.page.rgb, result.turns), cv2.COLOR_RGB2BGR)
     faded = cv2.addWeighted(out, 0.55, np.full_like(out, 255), 0.45, 0)
     for row in result.rows:
         xs = np.arange(len(row.y_px)) + row.x_start
@@ -168,4 +176,4 @@ def draw_overlay(result: DigitizeResult) -> np.ndarray:
         cv2.polylines(faded, [pts], False, (0, 170, 0), 2, cv2.LINE_AA)
     for i, flag in enumerate(result.flags):
         cv2.putText(faded, flag, (10, 30 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 200), 2, cv2.LINE_AA)
-    return faded
+    return np.ascontiguousarray(np.rot90(faded, -result.turns))
