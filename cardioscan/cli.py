@@ -156,7 +156,8 @@ def digitize(
 
 @app.command("eval")
 def evaluate_command(
-    directory: Annotated[Path, typer.Argument(help="A `cardioscan synth` directory (image + .json + .npz per page).")],
+    directory: Annotated[Path, typer.Argument(
+        help="A `cardioscan synth` directory, or images beside WFDB records of the same name.")],
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N pages.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:

@@ -4,40 +4,76 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import resample_poly
 
+from cardioscan.io.images import IMAGE_SUFFIXES
+from cardioscan.io.wfdb_io import read_wfdb
 from cardioscan.metrics import aggregate_kaggle, challenge2024_snr, kaggle2025_snr
 from cardioscan.pipeline import Digitizer
+from cardioscan.record import EcgRecord
 from cardioscan.synth.groundtruth import PageTruth
 
 
-def _pages(directory: Path) -> list[tuple[Path, Path]]:
-    pairs = []
-    for meta in sorted(directory.glob("*.json")):
-        stem = meta.with_suffix("")
-        images = [p for p in stem.parent.glob(stem.name + ".*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
-        if images and stem.with_suffix(".npz").exists():
-            pairs.append((images[0], stem))
-    if not pairs:
-        raise ValueError(f"{directory} holds no synth pages (image + .json + .npz)")
-    return pairs
+@dataclass
+class Page:
+    image: Path
+    truth: np.ndarray  # (12, N) mV, NaN where the paper shows nothing (when known)
+    fs: float
+    category: str
+    layout: str
+
+
+def _pages(directory: Path) -> list[Page]:
+    """`cardioscan synth` pages (image + .json + .npz), or images beside a WFDB record of the
+    same stem (`a.png` + `a.hea`), whose true signal is then taken as the whole record."""
+    pages = []
+    for image in sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        stem = image.with_suffix("")
+        if stem.with_suffix(".json").exists() and stem.with_suffix(".npz").exists():
+            truth = PageTruth.load(stem)
+            pages.append(Page(image, truth.shown, truth.meta["fs"], truth.meta["source_category"],
+                              truth.meta["layout_name"]))
+        elif stem.with_suffix(".hea").exists():
+            record = read_wfdb(stem)
+            pages.append(Page(image, record.signals, record.fs, "unknown", "unknown"))
+    if not pages:
+        raise ValueError(f"{directory} holds no pages with known signals (synth pages, or image + WFDB of the same name)")
+    return pages
+
+
+def resample_record(record: EcgRecord, fs: float, n: int) -> np.ndarray:
+    """The estimate at the truth's rate and length (NaN spans kept as NaN)."""
+    signals = record.signals
+    if fs != record.fs:
+        from fractions import Fraction
+
+        ratio = Fraction(fs / record.fs).limit_denominator(1000)
+        finite = np.isfinite(signals)
+        signals = resample_poly(np.nan_to_num(signals), ratio.numerator, ratio.denominator, axis=1)
+        shown = resample_poly(finite.astype(float), ratio.numerator, ratio.denominator, axis=1) > 0.5
+        signals = np.where(shown, signals, np.nan)
+    out = np.full((signals.shape[0], n), np.nan)
+    out[:, : min(n, signals.shape[1])] = signals[:, :n]
+    return out
 
 
 def evaluate_directory(directory: Path, limit: int | None = None) -> dict:
     digitizer = Digitizer()
     groups: dict[str, list[dict]] = defaultdict(list)
-    for image, stem in _pages(directory)[:limit]:
-        truth = PageTruth.load(stem)
+    for page in _pages(directory)[:limit]:
         start = time.perf_counter()
-        result = digitizer.digitize_file(image)
+        result = digitizer.digitize_file(page.image)
         seconds = time.perf_counter() - start
-        kaggle = kaggle2025_snr(truth.shown, result.record.signals, fs=truth.meta["fs"])
-        challenge = challenge2024_snr(np.nan_to_num(truth.shown), result.record.signals)
+        estimate = resample_record(result.record, page.fs, page.truth.shape[1])
+        kaggle = kaggle2025_snr(page.truth, estimate, fs=page.fs)
+        challenge = challenge2024_snr(np.nan_to_num(page.truth), estimate)
         row = {"kaggle": (kaggle.signal_power, kaggle.noise_power), "challenge_db": challenge.mean_db,
                "seconds": seconds}
-        for key in ("all", f"category:{truth.meta['source_category']}", f"layout:{truth.meta['layout_name']}"):
+        for key in ("all", f"category:{page.category}", f"layout:{page.layout}"):
             groups[key].append(row)
     report = {}
     for key, rows in sorted(groups.items()):

@@ -89,3 +89,16 @@ def test_synth_and_eval_round_trip(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["all"]["pages"] == 2 and "kaggle2025_snr_db" in report["all"]
     assert "category:clean" in report and "layout:3x4_r1" in report
+
+
+def test_eval_reads_image_and_wfdb_pairs(tmp_path: Path) -> None:
+    import shutil
+
+    from cardioscan.io.wfdb_io import read_wfdb, write_wfdb
+
+    shutil.copy(EXAMPLE.with_suffix(".png"), tmp_path / "page.png")
+    write_wfdb(read_wfdb(EXAMPLE.parent / "ptbxl_HR06008_clean_truth"), tmp_path / "page")
+    result = runner.invoke(app, ["eval", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["all"]["pages"] == 1 and report["all"]["kaggle2025_snr_db"] > 10.0
