@@ -72,8 +72,10 @@ def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, 
     px_per_s = calibration.px_per_mm * calibration.mm_per_s
     leads_per_row = row_leads(layout)
     for r, (row, leads) in enumerate(zip(rows, leads_per_row, strict=False)):
-        mv = (row.baseline_px - row.y_px) / (calibration.px_per_mm * calibration.mm_per_mv)
-        t_row = np.arange(len(mv)) / px_per_s
+        # Zero is where the calibration pulse stands; without one, each segment's median.
+        zero = row.zero_px if row.zero_px is not None else float(np.nanmedian(row.y_px))
+        mv = (zero - row.y_px) / (calibration.px_per_mm * calibration.mm_per_mv)
+        t_row = (np.arange(len(mv)) - row.start_offset_px) / px_per_s
         col_s = min(duration_s, len(mv) / px_per_s) / len(leads)
         is_rhythm = r >= len(_LAYOUT_LEADS["3x4"]) and layout.startswith("3x4")
         for k, lead in enumerate(leads):
@@ -85,7 +87,7 @@ def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, 
             values = np.full(n, np.nan)
             if finite.sum() >= 2:
                 values = np.interp(np.arange(n) / fs, t_seg[finite], v_seg[finite])
-                values = _smooth(values - np.median(values), fs)
+                values = _smooth(values if row.zero_px is not None else values - np.median(values), fs)
             segments.append(PrintedSegment(lead, r, k, len(leads), values, coverage, is_rhythm))
     return segments
 

@@ -21,8 +21,9 @@ class RowTrace:
 
     y_px: np.ndarray
     x_start: int
-    baseline_px: float
+    zero_px: float | None  # the 0 mV level the calibration pulse stands on, when found
     pulse_height_px: float | None  # the 1 mV calibration pulse, when found at the row start
+    start_offset_px: float = 0.0  # the signal's first sample lies this far right of y_px[0]
 
     @property
     def coverage(self) -> float:
@@ -59,24 +60,34 @@ def find_rows(trace: np.ndarray, px_per_mm: float) -> list[float]:
     return [float(p) for p in peaks]
 
 
-def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> tuple[float | None, int]:
-    """A flat-topped step of 3+ mm at the row start: its height (px) and where the trace resumes."""
+@dataclass
+class Pulse:
+    height_px: float
+    zero_px: float  # the row's 0 mV level: the pulse stands on it
+    resume: int  # index into the row where the trace starts
+
+
+def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
+    """A flat-topped step of 3+ mm at the row start, measured from its own foot."""
     window = ys[: int(12 * px_per_mm)]
     rise = baseline - window
     high = np.isfinite(rise) & (rise > 3 * px_per_mm)
     if high.sum() < 3 * px_per_mm:
-        return None, 0
+        return None
     idx = np.flatnonzero(high)
-    height = float(np.median(rise[idx]))
-    if np.mean(np.abs(rise[idx] - height) < 0.1 * height) < 0.7:  # not flat-topped: a wave, not a pulse
-        return None, 0
-    # The trace starts after the pulse's falling edge, or after the blank gap that often follows it.
+    top = float(np.median(window[idx]))
+    if np.mean(np.abs(window[idx] - top) < 0.1 * (baseline - top)) < 0.7:  # not flat-topped: a wave
+        return None
     end = int(idx[-1]) + 1
+    reach = int(3 * px_per_mm)
+    feet = np.concatenate([ys[max(0, int(idx[0]) - reach) : max(0, int(idx[0]) - 1)], ys[end + 1 : end + reach]])
+    feet = feet[np.isfinite(feet) & (np.abs(feet - baseline) < 2 * px_per_mm)]
+    zero = float(np.median(feet)) if len(feet) else baseline
+    # The trace starts after the pulse's falling edge, or after the blank gap that often follows it.
     after = np.isfinite(ys[end : end + int(8 * px_per_mm)])
     gap = np.flatnonzero(~after)
-    if len(gap) and after[gap[0]:].any():
-        return height, end + int(gap[0] + np.argmax(after[gap[0]:]))
-    return height, end
+    resume = end + int(gap[0] + np.argmax(after[gap[0] :])) if len(gap) and after[gap[0] :].any() else end
+    return Pulse(zero - top, zero, resume)
 
 
 def _bidirectional(y_min: np.ndarray, y_max: np.ndarray) -> np.ndarray:
@@ -119,7 +130,10 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> l
         y_max = np.where(sub, rows_idx, -np.inf).max(axis=0)
         y_min, y_max = np.where(has, y_min, np.nan) + top, np.where(has, y_max, np.nan) + top
         ys = _bidirectional(y_min, y_max)
-        local_base = float(np.nanmedian(ys))
-        pulse_height, resume = _pulse(ys, local_base, px_per_mm)
-        rows.append(RowTrace(ys[resume:], x0 + resume, local_base, pulse_height))
+        pulse = _pulse(ys, float(np.nanmedian(ys)), px_per_mm)
+        resume = pulse.resume if pulse else 0
+        # Ink starts half a line width before the signal's first sample.
+        half_line = 0.5 * float(np.nanmedian(y_max - y_min))
+        rows.append(RowTrace(ys[resume:], x0 + resume, pulse.zero_px if pulse else None,
+                             pulse.height_px if pulse else None, half_line))
     return rows
