@@ -123,21 +123,34 @@ def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") 
 
 
 def identify_rhythm_lead(segments: list[PrintedSegment], offsets: list[float], fs: float) -> str | None:
-    """The grid lead whose waveform the rhythm strip repeats at that lead's place in time."""
+    """The grid lead whose waveform the rhythm strip repeats at that lead's place in time.
+
+    Leads can be near copies in shape (aVF = II - I/2 when I is small), so the match asks for
+    the same amplitude too, at each lead's best lag within 30 ms; lead II, by far the most
+    common rhythm lead, wins near-ties."""
     rhythm = [s for s in segments if s.is_rhythm]
     if not rhythm:
         return None
     strip = np.nan_to_num(rhythm[0].values)
-    best, best_lead = 0.0, None
+    max_lag = int(0.03 * fs)
+    scores: dict[str, float] = {}
     for s, offset in zip(segments, offsets, strict=True):
         if s.is_rhythm or s.coverage < 0.5:
             continue
+        v = np.nan_to_num(s.values)
         start = int(round(offset * fs))
-        window = strip[start : start + len(s.values)]
-        if len(window) < len(s.values) * 0.9:
-            continue
-        v = np.nan_to_num(s.values[: len(window)])
-        c = float(np.corrcoef(v - v.mean(), window - window.mean())[0, 1])
-        if c > best:
-            best, best_lead = c, s.lead
-    return best_lead if best > 0.85 else None
+        best = -1.0
+        for lag in range(-max_lag, max_lag + 1):
+            window = strip[max(0, start + lag) : start + lag + len(v)]
+            if start + lag < 0 or len(window) < len(v):
+                continue
+            residual = v - window
+            # 1 - normalised squared error: unlike correlation it also needs the amplitude to match.
+            best = max(best, 1.0 - float(np.var(residual) / (np.var(window) + 1e-12)))
+        scores[s.lead] = max(scores.get(s.lead, -1.0), best)
+    if not scores:
+        return None
+    lead = max(scores, key=lambda k: scores[k])
+    if "II" in scores and scores["II"] >= scores[lead] - 0.01:
+        lead = "II"
+    return lead if scores[lead] > 0.7 else None
