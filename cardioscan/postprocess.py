@@ -109,8 +109,24 @@ def assemble(segments: list[PrintedSegment], offsets_s: list[float], fs: float =
         replace = np.isnan(target) | (seg.coverage > quality[j])
         target[replace] = seg.values[: i1 - i0][replace]
         quality[j] = max(quality[j], seg.coverage)
-    signals[:6] = einthoven_projection(signals[:6], quality[:6])
+    projected = einthoven_projection(signals[:6], quality[:6])
+    quality[:6] *= einthoven_agreement(signals[:6], projected)
+    signals[:6] = projected
     return EcgRecord(signals, fs=fs, quality=quality)
+
+
+def einthoven_agreement(read: np.ndarray, projected: np.ndarray) -> np.ndarray:
+    """Per limb lead in [0, 1]: how little the projection had to move what was read. Leads
+    misread (a wrong row, a lost trace) break III = II - I and the like, and score low."""
+    agreement = np.ones(read.shape[0])
+    for j in range(read.shape[0]):
+        ok = np.isfinite(read[j])
+        if ok.sum() < 10:
+            continue
+        moved = np.sqrt(np.mean((projected[j, ok] - read[j, ok]) ** 2))
+        size = np.sqrt(np.mean(read[j, ok] ** 2)) + 0.1  # mV: flat leads are not penalised for noise
+        agreement[j] = float(np.clip(1.0 - moved / size, 0.0, 1.0))
+    return agreement
 
 
 def einthoven_projection(limb: np.ndarray, quality: np.ndarray) -> np.ndarray:
