@@ -76,7 +76,12 @@ def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, 
         zero = row.zero_px if row.zero_px is not None else float(np.nanmedian(row.y_px))
         mv = (zero - row.y_px) / (calibration.px_per_mm * calibration.mm_per_mv)
         t_row = (np.arange(len(mv)) - row.start_offset_px) / px_per_s
-        col_s = min(duration_s, len(mv) / px_per_s) / len(leads)
+        # Machines print whole seconds (10 s, 5 s): a row measured a few ink pixels long or
+        # short is snapped, so column boundaries fall where they were printed.
+        row_s = min(duration_s, len(mv) / px_per_s)
+        if abs(row_s - round(row_s * 2) / 2) < 0.15:
+            row_s = round(row_s * 2) / 2
+        col_s = row_s / len(leads)
         is_rhythm = r >= len(_LAYOUT_LEADS["3x4"]) and layout.startswith("3x4")
         for k, lead in enumerate(leads):
             inside = (t_row >= k * col_s) & (t_row < (k + 1) * col_s)
