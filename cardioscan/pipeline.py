@@ -85,7 +85,7 @@ def _span(values: np.ndarray, fs: float) -> dict[str, float | None]:
 
 def read_rows(rgb: np.ndarray, px_per_mm: float) -> list[RowTrace]:
     """Stage 2 on an upright page: the rows and their traces."""
-    trace = trace_ink(ink_mask(rgb), px_per_mm)
+    trace = trace_ink(ink_mask(rgb, px_per_mm), px_per_mm)
     return follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm)
 
 

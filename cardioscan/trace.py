@@ -30,12 +30,17 @@ class RowTrace:
         return float(np.isfinite(self.y_px).mean()) if len(self.y_px) else 0.0
 
 
-def ink_mask(rgb: np.ndarray) -> np.ndarray:
-    """Dark, unsaturated pixels: trace and text, not coloured grid lines."""
+def ink_mask(rgb: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """Dark, unsaturated pixels that are not part of long straight lines: trace and text,
+    not grid lines (coloured ones fail the saturation test, grey and black ones the line test).
+    A flat stretch of trace lost with the lines is bridged later by interpolation."""
     value = rgb.max(axis=2).astype(np.int16)
     saturation = value - rgb.min(axis=2)
-    threshold = min(140, int(np.percentile(value, 50)) - 60)
-    return (value < threshold) & (saturation < 110)
+    dark = ((value < int(np.percentile(value, 50)) - 60) & (saturation < 110)).astype(np.uint8)
+    run = max(3, int(25 * px_per_mm))
+    lines = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    lines |= cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((run, 1), np.uint8))
+    return (dark > 0) & (lines == 0)
 
 
 def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
