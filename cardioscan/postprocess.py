@@ -93,7 +93,7 @@ def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, 
             if finite.sum() >= 2:
                 values = np.interp(np.arange(n) / fs, t_seg[finite], v_seg[finite])
                 values = _smooth(values if row.zero_px is not None else values - np.median(values), fs)
-            segments.append(PrintedSegment(lead, r, k, len(leads), values, coverage, is_rhythm))
+            segments.append(PrintedSegment(lead, r, k, values, coverage, is_rhythm))
     return segments
 
 

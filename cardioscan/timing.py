@@ -29,7 +29,6 @@ class PrintedSegment:
     lead: str
     row: int
     column: int
-    n_columns: int
     values: np.ndarray
     coverage: float
     is_rhythm: bool = False

@@ -10,7 +10,12 @@ import pytest
 
 from cardioscan.metrics import challenge2024_snr
 from cardioscan.synth.dataset import generate
-from cardioscan.synth.groundtruth import PageTruth, grid_line_index_maps, signal_from_polylines
+from cardioscan.synth.groundtruth import (
+    PageTruth,
+    grid_line_index_maps,
+    row_trace_masks,
+    signal_from_polylines,
+)
 from cardioscan.synth.layout import LAYOUTS
 from cardioscan.synth.render import RenderOptions, render_page
 
@@ -98,3 +103,14 @@ def test_same_seed_gives_identical_files(tmp_path) -> None:
     truth = PageTruth.load(a[0].with_suffix(""))
     assert truth.meta["source_category"] == "phone_photo"
     assert len(truth.traces) == len(truth.meta["layout"]["segments"])
+
+
+def test_row_masks_cover_each_rows_trace_ink() -> None:
+    image, truth = render_page(4, RenderOptions(category="clean", layout="3x4_r1", dpi=150))
+    masks = row_trace_masks(truth, image.shape[:2])
+    assert masks.shape[0] == 4
+    dark = image.max(axis=2) < 120
+    for row in masks:
+        on = row > 127
+        assert on.sum() > 1000 and dark[on].mean() > 0.3  # the mask sits on printed ink
+    assert not (masks[0] & masks[3]).any()  # rows are told apart

@@ -20,9 +20,9 @@ def _printed(signals: np.ndarray, convention: str, rhythm: str | None) -> list[P
     for c, leads in enumerate(_COLUMNS["3x4"]):
         start = c * n if convention == "sequential" else 0
         for r, lead in enumerate(leads):
-            segments.append(PrintedSegment(lead, r, c, 4, signals[LEAD_INDEX[lead], start : start + n].copy(), 1.0))
+            segments.append(PrintedSegment(lead, r, c, signals[LEAD_INDEX[lead], start : start + n].copy(), 1.0))
     if rhythm:
-        segments.append(PrintedSegment("II", 3, 0, 1, signals[LEAD_INDEX[rhythm]].copy(), 1.0, is_rhythm=True))
+        segments.append(PrintedSegment("II", 3, 0, signals[LEAD_INDEX[rhythm]].copy(), 1.0, is_rhythm=True))
     return segments
 
 

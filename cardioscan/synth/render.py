@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from cardioscan.record import LEAD_INDEX
@@ -149,8 +148,3 @@ def render_page(seed: int, options: RenderOptions | None = None) -> tuple[np.nda
 def render_to_files(seed: int, stem: Path, options: RenderOptions | None = None, image_format: str = "auto") -> Path:
     image, truth = render_page(seed, options)
     return truth.save(stem, image, image_format)
-
-
-def resize_for_preview(image: np.ndarray, width: int) -> np.ndarray:
-    scale = width / image.shape[1]
-    return cv2.resize(image, (width, int(round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)

@@ -8,7 +8,7 @@ through the inverse, found by fixed-point iteration on a coarse grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -25,7 +25,6 @@ class PageWarp:
     displacement: np.ndarray | None = None  # (hc, wc, 2) canonical px, sampled every COARSE_STEP
     shading: np.ndarray | None = None  # (hc, wc) multiplicative light on the paper, 1 = none
     rotation: int = 0  # clockwise quarter turns applied last, 0..3
-    notes: dict[str, float] = field(default_factory=dict)
 
     def displacement_at(self, pts: np.ndarray) -> np.ndarray:
         if self.displacement is None:
