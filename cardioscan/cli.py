@@ -24,10 +24,6 @@ app = typer.Typer(
 DEFAULT_RECORDS = Path(__file__).resolve().parents[2] / "shared" / "ecg-records"
 
 
-class UserError(Exception):
-    """Bad input or usage: reported as one sentence with exit code 2."""
-
-
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"cardioscan: {message}", err=True)
     raise typer.Exit(code)
@@ -126,8 +122,6 @@ def digitize(
     from cardioscan.pipeline import Digitizer, draw_overlay
 
     try:
-        if timing not in ("auto", "sequential", "simultaneous"):
-            fail(f"--timing must be auto, sequential or simultaneous, not {timing!r}")
         result = Digitizer(timing=timing).digitize_file(image, page)
         stem = (out / image.stem if out.is_dir() else out) if out else image.with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from cardioscan.io.images import IMAGE_SUFFIXES
 from cardioscan.io.wfdb_io import read_wfdb
 from cardioscan.metrics import aggregate_kaggle, challenge2024_snr, kaggle2025_snr
 from cardioscan.pipeline import Digitizer
-from cardioscan.record import EcgRecord
+from cardioscan.record import EcgRecord, resample
 from cardioscan.synth.groundtruth import PageTruth
 
 
@@ -47,15 +46,7 @@ def _pages(directory: Path) -> list[Page]:
 
 def resample_record(record: EcgRecord, fs: float, n: int) -> np.ndarray:
     """The estimate at the truth's rate and length (NaN spans kept as NaN)."""
-    signals = record.signals
-    if fs != record.fs:
-        from fractions import Fraction
-
-        ratio = Fraction(fs / record.fs).limit_denominator(1000)
-        finite = np.isfinite(signals)
-        signals = resample_poly(np.nan_to_num(signals), ratio.numerator, ratio.denominator, axis=1)
-        shown = resample_poly(finite.astype(float), ratio.numerator, ratio.denominator, axis=1) > 0.5
-        signals = np.where(shown, signals, np.nan)
+    signals = resample(record.signals, record.fs, fs)
     out = np.full((signals.shape[0], n), np.nan)
     out[:, : min(n, signals.shape[1])] = signals[:, :n]
     return out

@@ -20,7 +20,7 @@ from cardioscan.grid import measure_grid
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.postprocess import Calibration, assemble, gain_from_pulses, infer_layout, split_segments
 from cardioscan.record import LEAD_NAMES, EcgRecord
-from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, infer_timing
+from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, check_timing_mode, infer_timing
 from cardioscan.trace import RowTrace, find_rows, follow_rows, ink_mask, trace_ink
 
 LOW_QUALITY = 0.5
@@ -63,16 +63,15 @@ class DigitizeResult:
             "version": __version__,
         }
 
-
     def _lead_timing(self, lead: str) -> dict[str, float | None]:
-        """Offset (s) and confidence of the lead's first printed segment other than a rhythm strip."""
+        """Offset (s) and confidence of the lead's segment in the grid (its rhythm strip if it has no other)."""
         if self.timing is None:
             return {"offset_s": None, "timing_confidence": None}
-        placed = [(o, c) for seg, o, c in zip(self.segments, self.timing.offsets_s, self.timing.confidence, strict=True)
-                  if seg.lead == lead]
+        placed = sorted((seg.is_rhythm, o, c) for seg, o, c in
+                        zip(self.segments, self.timing.offsets_s, self.timing.confidence, strict=True) if seg.lead == lead)
         if not placed:
             return {"offset_s": None, "timing_confidence": None}
-        offset, confidence = placed[0]
+        _, offset, confidence = placed[0]
         return {"offset_s": round(offset, 3), "timing_confidence": round(confidence, 3)}
 
 
@@ -93,6 +92,7 @@ class Digitizer:
     """Load once, digitize many pages."""
 
     def __init__(self, fs: float = 500.0, mm_per_s: float = 25.0, timing: str = "auto") -> None:
+        check_timing_mode(timing)  # before any page is read
         self.fs = fs
         self.mm_per_s = mm_per_s
         self.timing = timing

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
+from scipy.signal import resample_poly
 
 LEAD_NAMES: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 LEAD_INDEX: dict[str, int] = {name: i for i, name in enumerate(LEAD_NAMES)}
@@ -28,6 +30,17 @@ def limb_leads_from_i_ii(lead_i: np.ndarray, lead_ii: np.ndarray) -> np.ndarray:
             lead_ii - lead_i / 2.0,
         ]
     )
+
+
+def resample(signals: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Polyphase resampling along time of (leads, N) signals; NaN spans stay NaN."""
+    if fs_in == fs_out:
+        return signals
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    finite = np.isfinite(signals)
+    out = resample_poly(np.nan_to_num(signals), ratio.numerator, ratio.denominator, axis=1)
+    shown = resample_poly(finite.astype(float), ratio.numerator, ratio.denominator, axis=1) > 0.5
+    return np.where(shown, out, np.nan)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 CONVENTIONS = ("sequential", "simultaneous")
-MAX_REFINE_S = 0.1  # how far from its nominal place a segment's beats are looked for
+MAX_SEARCH_S = 0.1  # how far from its nominal place a segment's beats are looked for
 WEAK_EVIDENCE = 0.15  # margin of correlation between the two conventions below which we flag
 SHARED_BEATS = 0.6  # beat-envelope correlation with column 0 above which columns are simultaneous
 
@@ -67,6 +67,11 @@ def _best_correlation(segment_env: np.ndarray, reference_env: np.ndarray, start:
     return best, best_lag
 
 
+def check_timing_mode(mode: str) -> None:
+    if mode not in ("auto", *CONVENTIONS):
+        raise ValueError(f"timing must be auto, sequential or simultaneous, not {mode!r}")
+
+
 def nominal_offset(segment: PrintedSegment, convention: str, fs: float) -> float:
     if segment.is_rhythm or convention == "simultaneous":
         return 0.0
@@ -75,11 +80,10 @@ def nominal_offset(segment: PrintedSegment, convention: str, fs: float) -> float
 
 def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") -> TimingDecision:
     """Decide the convention (or take `mode`), then place every segment on the record's time axis."""
-    if mode not in ("auto", *CONVENTIONS):
-        raise ValueError(f"timing must be auto, sequential or simultaneous, not {mode!r}")
+    check_timing_mode(mode)
     rhythm = [s for s in segments if s.is_rhythm]
     later = [s for s in segments if not s.is_rhythm and s.column > 0 and s.coverage > 0.5]
-    max_lag = int(MAX_REFINE_S * fs)
+    max_lag = int(MAX_SEARCH_S * fs)
     reference = beat_envelope(rhythm[0].values, fs) if rhythm else None
 
     def against_rhythm(segment: PrintedSegment, convention: str) -> tuple[float, int]:

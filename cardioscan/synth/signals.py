@@ -12,10 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from cardioscan.io.wfdb_io import read_wfdb
-from cardioscan.record import limb_leads_from_i_ii
+from cardioscan.record import limb_leads_from_i_ii, resample
 from cardioscan.synth.simulate import sample_params, simulate_12lead
 
 RENDER_FS = 500
@@ -36,13 +35,7 @@ def make_consistent(signals: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=64)
 def _load_record(path: str) -> np.ndarray:
     record = read_wfdb(path)
-    signals = np.nan_to_num(record.signals)
-    if record.fs != RENDER_FS:
-        from fractions import Fraction
-
-        ratio = Fraction(RENDER_FS / record.fs).limit_denominator(1000)
-        signals = resample_poly(signals, ratio.numerator, ratio.denominator, axis=1)
-    return signals
+    return np.nan_to_num(resample(record.signals, record.fs, RENDER_FS))
 
 
 def find_records(directories: list[Path]) -> list[Path]:
