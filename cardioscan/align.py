@@ -1,14 +1,17 @@
-"""Stage 0 (align): which way up the page is.
+"""Stage 0 (align): which way up the page is, and how much it is tilted.
 
-Classical stand-in for the keypoint UNet of DESIGN.md: an ECG's traces run along the
-page's long side, and calibration pulses stand at the rows' left ends, so the upright
-candidate is the one whose rows read as a known layout with pulses where they belong.
-Without pulses a page upside down cannot be told from upright; the score then keeps the
-page as given.
+Classical stand-in for the keypoint UNet of DESIGN.md. The trace rows of a tilted page
+are straightened by the rotation that makes their horizontal profile sharpest (perspective
+is not corrected yet). An ECG's traces run along the page's long side, and calibration pulses stand at the rows' left ends, so the upright candidate is the
+one whose rows read as a known layout with pulses where they belong. Without pulses a page
+upside down cannot be told from upright; the score then keeps the page as given.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import cv2
 import numpy as np
 
 from cardioscan.postprocess import infer_layout
@@ -25,6 +28,66 @@ def upright(rgb: np.ndarray, turns: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns))
 
 
+def _unturn(points: np.ndarray, turned_shape: tuple[int, int], turns: int) -> np.ndarray:
+    """Points in `np.rot90(a, turns)` (of shape `turned_shape`) back to the pixels of `a`."""
+    pts = np.asarray(points, np.float64).copy()
+    h, w = turned_shape
+    for _ in range(turns % 4):  # rot90 once: b[y, x] = a[x, w_a - 1 - y], and w_a is b's height
+        pts = np.stack([h - 1 - pts[:, 1], pts[:, 0]], axis=1)
+        h, w = w, h
+    return pts
+
+
+@dataclass
+class PageFrame:
+    """How the input was turned to read it: `quarter_turns` counter-clockwise, then the
+    small `skew_degrees` rotation (as a homography onto a canvas of `shape`), then `half_turn`
+    if the page proved upside down. Maps what was read back onto the input's pixels."""
+
+    input_shape: tuple[int, int]
+    quarter_turns: int
+    skew_degrees: float
+    homography: np.ndarray
+    shape: tuple[int, int]
+    half_turn: bool = False
+
+    @classmethod
+    def fit(cls, mask: np.ndarray) -> PageFrame:
+        """Turn so the trace runs along the long side, then straighten the rows."""
+        turns = candidate_turns(mask.shape[:2])[0]
+        turned = upright(mask, turns)
+        degrees = skew_degrees(turned)
+        if abs(degrees) < 0.3:  # not worth a resampling
+            return cls(mask.shape[:2], turns, 0.0, np.eye(3), turned.shape[:2])
+        homography, shape = rotation_homography(turned.shape[:2], degrees)
+        return cls(mask.shape[:2], turns, degrees, homography, shape)
+
+    @property
+    def turns(self) -> int:
+        """Counter-clockwise quarter turns that made the page upright."""
+        return (self.quarter_turns + 2 * self.half_turn) % 4
+
+    def apply(self, image: np.ndarray, border: int | tuple[int, ...] = 0) -> np.ndarray:
+        """The input (an image or a mask) as this frame sees it, before any half turn."""
+        turned = upright(image, self.quarter_turns)
+        if self.skew_degrees == 0.0:
+            return turned
+        if turned.dtype == bool:
+            warped = cv2.warpPerspective(turned.astype(np.uint8) * 255, self.homography, self.shape[::-1],
+                                         flags=cv2.INTER_LINEAR)
+            return warped > 127
+        return cv2.warpPerspective(turned, self.homography, self.shape[::-1], flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """(n, 2) points (x, y) on the upright page back to the input's pixels."""
+        pts = _unturn(points, self.shape, 2 if self.half_turn else 0)
+        pts = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), np.linalg.inv(self.homography)).reshape(-1, 2)
+        h, w = self.input_shape
+        turned_shape = (h, w) if self.quarter_turns % 2 == 0 else (w, h)
+        return _unturn(pts, turned_shape, self.quarter_turns)
+
+
 def orientation_score(rows: list[RowTrace]) -> float:
     """Higher when the rows form a known layout and start with calibration pulses."""
     if not rows:
@@ -32,3 +95,33 @@ def orientation_score(rows: list[RowTrace]) -> float:
     pulses = sum(r.pulse_height_px is not None for r in rows) / len(rows)
     coverage = float(np.mean([r.coverage for r in rows]))
     return 2.0 * (infer_layout(len(rows)) is not None) + 2.0 * pulses + coverage
+
+
+def skew_degrees(mask: np.ndarray, limit: float = 20.0) -> float:
+    """The small rotation (degrees, counter-clockwise as cv2 counts) that makes the trace rows
+    horizontal: the angle at which the mask's row profile is sharpest (coarse, then fine)."""
+    scale = min(1.0, 700.0 / max(mask.shape))
+    small = cv2.resize(mask.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    h, w = small.shape
+    pad = int(0.5 * np.hypot(h, w)) - min(h, w) // 2 + 2
+    small = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    centre = (small.shape[1] / 2, small.shape[0] / 2)
+
+    def sharpness(angle: float) -> float:
+        turned = cv2.warpAffine(small, cv2.getRotationMatrix2D(centre, angle, 1.0), small.shape[::-1])
+        profile = turned.sum(axis=1)
+        return float(np.square(profile).sum())
+
+    best = max(np.arange(-limit, limit + 0.1, 1.0), key=sharpness)
+    return float(max(np.arange(best - 1.0, best + 1.01, 0.1), key=sharpness))
+
+
+def rotation_homography(shape: tuple[int, int], degrees: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """Rotation about the centre onto a canvas that holds the whole turned picture."""
+    h, w = shape
+    rad = np.deg2rad(degrees)
+    out_w = int(np.ceil(abs(w * np.cos(rad)) + abs(h * np.sin(rad))))
+    out_h = int(np.ceil(abs(w * np.sin(rad)) + abs(h * np.cos(rad))))
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    m[:, 2] += [(out_w - w) / 2, (out_h - h) / 2]
+    return np.vstack([m, [0, 0, 1]]), (out_h, out_w)

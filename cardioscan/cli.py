@@ -168,3 +168,34 @@ def evaluate_command(
     except (ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo(json.dumps(report, indent=1) if as_json else format_report(report))
+
+
+@app.command("train")
+def train_command(
+    stage: Annotated[str, typer.Argument(help="Stage to train: trace (align, grid, source, lvef to come).")],
+    config: Annotated[Path | None, typer.Option(help="YAML config (default: configs/<stage>.yaml).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Directory of `cardioscan synth` pages to train on.")] = None,
+    val: Annotated[Path | None, typer.Option(help="Held-out `cardioscan synth` pages to validate on.")] = None,
+    run: Annotated[Path | None, typer.Option(help="Run directory; an existing run resumes (default: runs/<stage>).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Stop (resumably) after this long.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Override the schedule length in the config.")] = None,
+) -> None:
+    """Train a stage's network on rendered pages; rerunning the same command resumes it."""
+    from dataclasses import replace
+
+    from cardioscan.train import TrainConfig, train
+
+    config_path = config or Path("configs") / f"{stage}.yaml"
+    if not config_path.exists():
+        fail(f"no config {config_path}; pass --config")
+    try:
+        cfg = TrainConfig.load(config_path)
+    except (TypeError, ValueError) as exc:
+        fail(f"{config_path}: {exc}")
+    if cfg.stage != stage:
+        fail(f"{config_path} is a config for stage {cfg.stage!r}, not {stage!r}")
+    cfg = replace(cfg, train_dir=str(data or cfg.train_dir), val_dir=str(val or cfg.val_dir), steps=steps or cfg.steps)
+    try:
+        train(cfg, run or Path("runs") / stage, max_minutes, log=lambda m: typer.echo(m, err=True))
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))

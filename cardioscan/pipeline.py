@@ -1,8 +1,9 @@
 """The one Python API behind `digitize`, `eval` and (later) `batch`: image in, EcgRecord out.
 
-The stages today are classical stand-ins (grid period, ink following); the trained
-networks of DESIGN.md replace them behind the same types. What the tool is unsure of
-is said in `flags`, never hidden.
+Stage 2 reads trace pixels with the trained network when its weights are installed (the
+classical ink mask otherwise, flagged); grid and orientation are still classical stand-ins
+for the networks of DESIGN.md, behind the same types. What the tool is unsure of is said
+in `flags`, never hidden.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import cv2
 import numpy as np
 
 from cardioscan import __version__
-from cardioscan.align import candidate_turns, orientation_score, upright
+from cardioscan.align import PageFrame, orientation_score, upright
 from cardioscan.grid import measure_grid
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.postprocess import Calibration, assemble, gain_from_pulses, infer_layout, split_segments
 from cardioscan.record import LEAD_NAMES, EcgRecord
 from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, check_timing_mode, infer_timing
-from cardioscan.trace import RowTrace, find_rows, follow_rows, ink_mask, trace_ink
+from cardioscan.trace import TRACE_WEIGHTS, RowTrace, TraceNet, find_rows, follow_rows, ink_mask, trace_ink
 
 LOW_QUALITY = 0.5
 PAPER_TRACE_MM = 250.0  # 10 s at 25 mm/s: the printed width of a full rhythm row
@@ -36,9 +37,9 @@ class DigitizeResult:
     segments: list[PrintedSegment]
     timing: TimingDecision | None
     rows: list[RowTrace]
+    frame: PageFrame  # how the input was turned and straightened to read the rows
     flags: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    turns: int = 0  # counter-clockwise quarter turns that made the page upright
 
     def summary(self, written: list[Path] | None = None) -> dict:
         """The documented `--json` contract (see README, "digitize --json")."""
@@ -46,7 +47,8 @@ class DigitizeResult:
             "input": str(self.page.path),
             "page": self.page.page,
             "layout": self.layout,
-            "rotation": self.turns * 90,  # clockwise degrees the page is turned in the input
+            "rotation": self.frame.turns * 90,  # clockwise degrees the page is turned in the input
+            "skew_degrees": round(self.frame.skew_degrees, 2),  # and the further small tilt straightened
             "source": {"category": None, "probability": None},
             "calibration": {"px_per_mm": round(self.calibration.px_per_mm, 4),
                             "mm_per_s": self.calibration.mm_per_s, "mm_per_mv": self.calibration.mm_per_mv},
@@ -82,20 +84,29 @@ def _span(values: np.ndarray, fs: float) -> dict[str, float | None]:
     return {"start_s": round(idx[0] / fs, 3), "end_s": round((idx[-1] + 1) / fs, 3)}
 
 
-def read_rows(rgb: np.ndarray, px_per_mm: float) -> list[RowTrace]:
-    """Stage 2 on an upright page: the rows and their traces."""
-    trace = trace_ink(ink_mask(rgb, px_per_mm), px_per_mm)
+def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
+    """Stage 2 on the trace pixels of an upright page: the rows and their traces."""
+    trace = trace_ink(mask, px_per_mm)
     return follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm)
 
 
 class Digitizer:
     """Load once, digitize many pages."""
 
-    def __init__(self, fs: float = 500.0, mm_per_s: float = 25.0, timing: str = "auto") -> None:
+    def __init__(self, fs: float = 500.0, mm_per_s: float = 25.0, timing: str = "auto",
+                 trace_weights: Path | None = TRACE_WEIGHTS) -> None:
+        """`trace_weights=None` (or a missing file) reads traces with the classical ink mask."""
         check_timing_mode(timing)  # before any page is read
         self.fs = fs
         self.mm_per_s = mm_per_s
         self.timing = timing
+        self.trace_net = TraceNet(trace_weights) if trace_weights is not None and trace_weights.exists() else None
+
+    def trace_mask(self, rgb: np.ndarray) -> np.ndarray:
+        if self.trace_net is None:
+            grid = measure_grid(rgb)
+            return ink_mask(rgb, grid.px_per_mm if grid.found else max(rgb.shape[:2]) / 280.0)
+        return self.trace_net.probability(rgb) > 0.5
 
     def digitize_file(self, path: Path, page: int = 1) -> DigitizeResult:
         start = time.perf_counter()
@@ -108,15 +119,23 @@ class Digitizer:
         seconds: dict[str, float] = {}
         flags: list[str] = []
         t = time.perf_counter()
-        grid = measure_grid(page.rgb)
-        seconds["grid"] = time.perf_counter() - t
+        mask = self.trace_mask(page.rgb)
+        seconds["trace"] = time.perf_counter() - t
+        if self.trace_net is None:
+            flags.append("trace network weights not installed: classical ink mask used")
 
         t = time.perf_counter()
-        guess = grid.px_per_mm if grid.found else max(page.rgb.shape[:2]) / 280.0
-        readings = {turns: read_rows(upright(page.rgb, turns), guess) for turns in candidate_turns(page.rgb.shape[:2])}
-        turns = max(readings, key=lambda k: orientation_score(readings[k]))
-        rows = readings[turns]
-        seconds["align+trace"] = time.perf_counter() - t
+        frame = PageFrame.fit(mask)
+        rgb, mask = frame.apply(page.rgb, border=(255, 255, 255)), frame.apply(mask)
+        seconds["align"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        grid = measure_grid(rgb)
+        guess = grid.px_per_mm if grid.found else max(rgb.shape[:2]) / 280.0
+        readings = {half: read_rows(upright(mask, 2 * half), guess) for half in (False, True)}
+        frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k]))
+        rows = readings[frame.half_turn]
+        seconds["grid+rows"] = time.perf_counter() - t
 
         t = time.perf_counter()
         px_per_mm = grid.px_per_mm
@@ -154,26 +173,27 @@ class Digitizer:
             flags.append("low confidence leads: " + ", ".join(low))
         record.provenance.update({"input": str(page.path), "page": str(page.page), "cardioscan": __version__,
                                   "layout": str(layout), "px_per_mm": f"{px_per_mm:.4f}",
-                                  "mm_per_mv": f"{gain:g}", "mm_per_s": f"{self.mm_per_s:g}"})
+                                  "mm_per_mv": f"{gain:g}", "mm_per_s": f"{self.mm_per_s:g}",
+                                  "trace_model": self.trace_net.version if self.trace_net else "classical ink mask"})
         if timing is not None:
             record.provenance["timing"] = f"{timing.convention} ({timing.evidence}, margin {timing.margin:.2f})"
             for seg, offset, confidence in zip(segments, timing.offsets_s, timing.confidence, strict=True):
                 key = f"offset {seg.lead}{' rhythm' if seg.is_rhythm else ''}"
                 record.provenance[key] = f"{offset:.3f} s (confidence {confidence:.2f})"
         seconds["postprocess"] = time.perf_counter() - t
-        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, flags, seconds, turns)
+        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, flags, seconds)
 
 
 def draw_overlay(result: DigitizeResult) -> np.ndarray:
-    """The input with every followed trace drawn over it in green, for a person to check
-    (drawn on the upright page, then turned back to the input's orientation)."""
-    out = cv2.cvtColor(upright(result.page.rgb, result.turns), cv2.COLOR_RGB2BGR)
+    """The input with every followed trace drawn over it in green, for a person to check."""
+    out = cv2.cvtColor(result.page.rgb, cv2.COLOR_RGB2BGR)
     faded = cv2.addWeighted(out, 0.55, np.full_like(out, 255), 0.45, 0)
+    thickness = max(2, round(max(out.shape[:2]) / 1200))
     for row in result.rows:
         xs = np.arange(len(row.y_px)) + row.x_start
         ok = np.isfinite(row.y_px)
-        pts = np.stack([xs[ok], row.y_px[ok]], axis=1).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(faded, [pts], False, (0, 170, 0), 2, cv2.LINE_AA)
+        pts = result.frame.to_input(np.stack([xs[ok], row.y_px[ok]], axis=1))
+        cv2.polylines(faded, [pts.astype(np.int32).reshape(-1, 1, 2)], False, (0, 170, 0), thickness, cv2.LINE_AA)
     for i, flag in enumerate(result.flags):
         cv2.putText(faded, flag, (10, 30 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 200), 2, cv2.LINE_AA)
-    return np.ascontiguousarray(np.rot90(faded, -result.turns))
+    return faded

@@ -1,18 +1,29 @@
-"""Stage 2 (trace): find the printed rows and follow each row's trace column by column.
+"""Stage 2 (trace): which pixels are trace, then the printed rows and each row's trace
+followed column by column.
 
-This is the classical stand-in for the CoordConv UNet of DESIGN.md: ink is what is dark
-and unsaturated, long connected ink is trace (text is short), rows are the peaks of the
-trace ink's vertical profile. It expects an upright page.
+`TraceNet`, the CoordConv UNet of DESIGN.md, gives each pixel's probability of being
+trace ink (one map for all rows); `ink_mask` is the classical stand-in used when no
+weights are installed (dark, unsaturated, not a long straight line). Either way, long
+connected ink is trace (text is short) and rows are the peaks of the trace ink's vertical
+profile on the upright page.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
+
+from cardioscan.models import load_weights
+
+WEIGHTS_DIR = Path(os.environ.get("CARDIOSCAN_WEIGHTS", Path(__file__).resolve().parents[1] / "weights"))
+TRACE_WEIGHTS = WEIGHTS_DIR / "trace.safetensors"
 
 
 @dataclass
@@ -28,6 +39,38 @@ class RowTrace:
     @property
     def coverage(self) -> float:
         return float(np.isfinite(self.y_px).mean()) if len(self.y_px) else 0.0
+
+
+class TraceNet:
+    """The trace network, loaded once: `probability(rgb)` is each pixel's chance of being trace ink."""
+
+    MAX_SIDE = 2800  # larger inputs are read at reduced size (memory and time), then scaled back
+
+    def __init__(self, path: Path = TRACE_WEIGHTS) -> None:
+        self.path = path
+        self.model, self.info = load_weights(path)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.multiple = 2 ** self.model.config.encoder_depth
+
+    @property
+    def version(self) -> str:
+        return f"{self.path.name} (step {self.info.get('steps', '?')})"
+
+    @torch.inference_mode()
+    def probability(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.MAX_SIDE / max(h, w))
+        image = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        sh, sw = image.shape[:2]
+        ph, pw = -sh % self.multiple, -sw % self.multiple
+        image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        # Page coordinates as in training: pixel centres of the unpadded input span [-1, 1].
+        xs = (torch.arange(sw + pw) + 0.5) / sw * 2 - 1
+        ys = (torch.arange(sh + ph) + 0.5) / sh * 2 - 1
+        coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))[None]
+        prob = torch.sigmoid(self.model(x, coords)["maps"][0, 0, :sh, :sw]).numpy()
+        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) if scale < 1 else prob
 
 
 def ink_mask(rgb: np.ndarray, px_per_mm: float) -> np.ndarray:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from cardioscan.align import rotation_homography
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.metrics import kaggle2025_snr
 from cardioscan.pipeline import Digitizer
@@ -33,3 +35,14 @@ def test_timing_and_offsets_are_reported() -> None:
     assert summary["timing"]["rhythm_lead"] == "II"
     assert summary["leads"]["V1"]["offset_s"] == pytest.approx(5.0, abs=0.02)
     assert any(key.startswith("offset V1") for key in result.record.provenance)
+
+
+def test_tilted_page_is_straightened() -> None:
+    truth = PageTruth.load(EXAMPLE)
+    page = load_page(EXAMPLE.with_suffix(".png"))
+    homography, shape = rotation_homography(page.rgb.shape[:2], 6.0)
+    tilted = cv2.warpPerspective(page.rgb, homography, shape[::-1], borderValue=(255, 255, 255))
+    result = Digitizer().digitize(LoadedPage(tilted, page.path, 1, 1))
+    assert result.summary()["skew_degrees"] == pytest.approx(-6.0, abs=0.3)
+    assert result.layout == "3x4_r1"
+    assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 10.0

@@ -1,0 +1,105 @@
+"""The networks of every image stage, built from a config, saved and loaded as safetensors.
+
+One architecture serves align, grid and trace: a segmentation-models-pytorch encoder (any
+timm encoder through the `tu-` prefix, random init: nothing is downloaded) and a small
+UNet decoder of our own, because the trace stage needs CoordConv — the normalised page
+x / y of every pixel concatenated at every decoder stage, so a crop still knows where on
+the page it lies. An optional head on the deepest features classifies the whole input
+(the align stage's rotation class).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "tu-resnet18d"
+    encoder_depth: int = 4
+    decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
+    classes: int = 1  # output maps at full resolution
+    image_classes: int = 0  # whole-image classes from the deepest features (0: no such head)
+    coord: bool = True
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class CoordUnet(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if len(config.decoder_channels) != config.encoder_depth:
+            raise ValueError("decoder_channels needs one entry per encoder stage")
+        self.config = config
+        self.encoder = smp.encoders.get_encoder(config.encoder, in_channels=3, depth=config.encoder_depth,
+                                                weights=None)
+        skips = list(self.encoder.out_channels)  # [3 (input), stage 1, ..., deepest]
+        extra = 2 if config.coord else 0
+        blocks = []
+        cin = skips[-1]
+        for i, cout in enumerate(config.decoder_channels):
+            skip = skips[-2 - i]  # the last block joins the input image itself, at full resolution
+            blocks.append(nn.Sequential(_conv(cin + skip + extra, cout), _conv(cout, cout)))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(cin, config.classes, 1)
+        self.image_head = nn.Linear(skips[-1], config.image_classes) if config.image_classes else None
+
+    def forward(self, image: torch.Tensor, coords: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """`image` (B, 3, H, W) in [0, 1]; `coords` (B, 2, H, W) the page x / y in [-1, 1]
+        (the whole input spans [-1, 1] when not given). H and W must divide by 2**depth."""
+        features = self.encoder(image)
+        if self.config.coord and coords is None:
+            coords = whole_page_coords(image.shape[0], image.shape[2], image.shape[3], image.device, image.dtype)
+        x = features[-1]
+        for i, block in enumerate(self.blocks):
+            skip = features[-2 - i]
+            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+            parts = [x, skip]
+            if self.config.coord:
+                parts.append(F.interpolate(coords.to(x.dtype), size=skip.shape[-2:], mode="bilinear",
+                                           align_corners=False))
+            x = block(torch.cat(parts, dim=1))
+        out = {"maps": self.head(x)}
+        if self.image_head is not None:
+            out["image_logits"] = self.image_head(features[-1].mean(dim=(2, 3)))
+        return out
+
+
+def whole_page_coords(batch: int, h: int, w: int, device: torch.device | str = "cpu",
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    ys = torch.linspace(-1, 1, h, device=device, dtype=dtype).view(1, 1, h, 1).expand(batch, 1, h, w)
+    xs = torch.linspace(-1, 1, w, device=device, dtype=dtype).view(1, 1, 1, w).expand(batch, 1, h, w)
+    return torch.cat([xs, ys], dim=1)
+
+
+def save_weights(model: CoordUnet, path: Path, info: dict) -> None:
+    """Weights plus the model config and `info` (stage, steps, validation) as safetensors metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
+               if not k.endswith("num_batches_tracked")}
+    save_file(tensors, str(path), metadata={"model": json.dumps(asdict(model.config)), "info": json.dumps(info)})
+
+
+def load_weights(path: Path) -> tuple[CoordUnet, dict]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "model" not in meta:
+        raise ValueError(f"{path} is not a cardioscan weights file (no model config in its metadata)")
+    model = CoordUnet(ModelConfig(**json.loads(meta["model"])))
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    wrong = [k for k in missing if not k.endswith("num_batches_tracked")] + list(unexpected)
+    if wrong:
+        raise ValueError(f"{path} does not match its own model config ({len(wrong)} tensors differ)")
+    model.eval()
+    return model, json.loads(meta.get("info", "{}"))
