@@ -19,7 +19,14 @@ from cardioscan import __version__
 from cardioscan.align import PageFrame, orientation_score, upright
 from cardioscan.grid import measure_grid
 from cardioscan.io.images import LoadedPage, load_page
-from cardioscan.postprocess import Calibration, assemble, gain_from_pulses, infer_layout, split_segments
+from cardioscan.postprocess import (
+    Calibration,
+    assemble,
+    gain_from_pulses,
+    infer_layout,
+    speed_from_pulses,
+    split_segments,
+)
 from cardioscan.record import LEAD_NAMES, EcgRecord
 from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, check_timing_mode, infer_timing
 from cardioscan.trace import TRACE_WEIGHTS, RowTrace, TraceNet, find_rows, follow_rows, ink_mask, trace_ink
@@ -93,9 +100,11 @@ def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
 class Digitizer:
     """Load once, digitize many pages."""
 
-    def __init__(self, fs: float = 500.0, mm_per_s: float = 25.0, timing: str = "auto",
+    def __init__(self, fs: float = 500.0, mm_per_s: float | None = None, timing: str = "auto",
                  trace_weights: Path | None = TRACE_WEIGHTS) -> None:
-        """`trace_weights=None` (or a missing file) reads traces with the classical ink mask."""
+        """`mm_per_s=None` reads the paper speed from the calibration pulses (25 mm/s when there
+        are none, flagged); `trace_weights=None` (or a missing file) reads traces with the
+        classical ink mask."""
         check_timing_mode(timing)  # before any page is read
         self.fs = fs
         self.mm_per_s = mm_per_s
@@ -152,7 +161,11 @@ class Digitizer:
         if gain is None:
             flags.append("calibration pulse not found: 10 mm/mV assumed")
             gain = 10.0
-        calibration = Calibration(px_per_mm, self.mm_per_s, gain)
+        speed = self.mm_per_s or speed_from_pulses(rows, px_per_mm)
+        if speed is None:
+            flags.append("paper speed not read from a calibration pulse: 25 mm/s assumed")
+            speed = 25.0
+        calibration = Calibration(px_per_mm, speed, gain)
         segments: list[PrintedSegment] = []
         timing: TimingDecision | None = None
         if layout is not None:
@@ -173,7 +186,7 @@ class Digitizer:
             flags.append("low confidence leads: " + ", ".join(low))
         record.provenance.update({"input": str(page.path), "page": str(page.page), "cardioscan": __version__,
                                   "layout": str(layout), "px_per_mm": f"{px_per_mm:.4f}",
-                                  "mm_per_mv": f"{gain:g}", "mm_per_s": f"{self.mm_per_s:g}",
+                                  "mm_per_mv": f"{gain:g}", "mm_per_s": f"{speed:g}",
                                   "trace_model": self.trace_net.version if self.trace_net else "classical ink mask"})
         if timing is not None:
             record.provenance["timing"] = f"{timing.convention} ({timing.evidence}, margin {timing.margin:.2f})"

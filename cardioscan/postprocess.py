@@ -44,12 +44,25 @@ def row_leads(layout: str) -> list[list[str]]:
     return _LAYOUT_LEADS[layout]
 
 
+SPEEDS_MM_PER_S = (25.0, 50.0)
+
+
 def gain_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
     heights = [r.pulse_height_px for r in rows if r.pulse_height_px]
     if not heights:
         return None
     mm = float(np.median(heights)) / px_per_mm
     return min(GAINS_MM_PER_MV, key=lambda g: abs(np.log(g / mm)))
+
+
+def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
+    """Paper speed from the calibration pulses' width, 0.2 s: 5 mm at 25 mm/s, 10 mm at 50 mm/s."""
+    widths = [r.pulse_width_px for r in rows if r.pulse_width_px]
+    if not widths:
+        return None
+    mm_per_s = float(np.median(widths)) / px_per_mm / 0.2
+    best = min(SPEEDS_MM_PER_S, key=lambda s: abs(np.log(s / mm_per_s)))
+    return best if abs(np.log(best / mm_per_s)) < np.log(1.3) else None
 
 
 def _smooth(values: np.ndarray, fs: float) -> np.ndarray:

@@ -35,6 +35,7 @@ class RowTrace:
     zero_px: float | None  # the 0 mV level the calibration pulse stands on, when found
     pulse_height_px: float | None  # the 1 mV calibration pulse, when found at the row start
     start_offset_px: float = 0.0  # the signal's first sample lies this far right of y_px[0]
+    pulse_width_px: float | None = None  # its width (0.2 s on the machines we know)
 
     @property
     def coverage(self) -> float:
@@ -111,13 +112,14 @@ def find_rows(trace: np.ndarray, px_per_mm: float) -> list[float]:
 @dataclass
 class Pulse:
     height_px: float
+    width_px: float
     zero_px: float  # the row's 0 mV level: the pulse stands on it
     resume: int  # index into the row where the trace starts
 
 
 def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     """A flat-topped step of 3+ mm at the row start, measured from its own foot."""
-    window = ys[: int(12 * px_per_mm)]
+    window = ys[: int(16 * px_per_mm)]  # a 50 mm/s pulse is 10 mm wide
     rise = baseline - window
     high = np.isfinite(rise) & (rise > 3 * px_per_mm)
     if high.sum() < 3 * px_per_mm:
@@ -135,7 +137,7 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     after = np.isfinite(ys[end : end + int(8 * px_per_mm)])
     gap = np.flatnonzero(~after)
     resume = end + int(gap[0] + np.argmax(after[gap[0] :])) if len(gap) and after[gap[0] :].any() else end
-    return Pulse(zero - top, zero, resume)
+    return Pulse(zero - top, float(idx[-1] - idx[0] + 1), zero, resume)
 
 
 def _bidirectional(y_min: np.ndarray, y_max: np.ndarray) -> np.ndarray:
@@ -183,5 +185,5 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> l
         # Ink starts half a line width before the signal's first sample.
         half_line = 0.5 * float(np.nanmedian(y_max - y_min))
         rows.append(RowTrace(ys[resume:], x0 + resume, pulse.zero_px if pulse else None,
-                             pulse.height_px if pulse else None, half_line))
+                             pulse.height_px if pulse else None, half_line, pulse.width_px if pulse else None))
     return rows

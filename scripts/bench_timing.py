@@ -39,7 +39,7 @@ def main() -> None:
                 options = RenderOptions(category="clean", layout=layout, timing=convention, dpi=args.dpi, p_real=0.0)
                 image, truth = render_page(page_seed(8, index), options)
                 index += 1
-                if truth.meta["mm_per_s"] != 25:  # paper speed is not detected yet: keep timing apart
+                if truth.meta["mm_per_s"] != 25:  # keep paper-speed errors out of the timing figures
                     continue
                 pages += 1
                 page = LoadedPage(image, Path("synthetic"), 1, 1)

@@ -46,3 +46,17 @@ def test_tilted_page_is_straightened() -> None:
     assert result.summary()["skew_degrees"] == pytest.approx(-6.0, abs=0.3)
     assert result.layout == "3x4_r1"
     assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 10.0
+
+
+def test_paper_speed_is_read_from_the_calibration_pulse() -> None:
+    from cardioscan.synth.dataset import page_seed
+    from cardioscan.synth.render import RenderOptions, render_page
+
+    options = RenderOptions(category="clean", layout="3x4_r1", dpi=150, p_real=0.0)
+    for index in range(200):
+        image, truth = render_page(page_seed(50, index), options)
+        if truth.meta["mm_per_s"] == 50 and truth.meta["layout"]["calibration_pulses"]:
+            break
+    result = Digitizer().digitize(LoadedPage(image, EXAMPLE, 1, 1))
+    assert result.calibration.mm_per_s == 50
+    assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 8.0
