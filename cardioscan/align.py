@@ -94,7 +94,7 @@ def orientation_score(rows: list[RowTrace]) -> float:
         return 0.0
     pulses = sum(r.pulse_height_px is not None for r in rows) / len(rows)
     coverage = float(np.mean([r.coverage for r in rows]))
-    return 2.0 * (infer_layout(len(rows)) is not None) + 2.0 * pulses + coverage
+    return 2.0 * (infer_layout(rows) is not None) + 2.0 * pulses + coverage
 
 
 def skew_degrees(mask: np.ndarray, limit: float = 20.0) -> float:

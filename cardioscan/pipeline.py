@@ -62,7 +62,8 @@ class DigitizeResult:
             "keypoints": {},
             "timing": None if self.timing is None else {
                 "convention": self.timing.convention, "evidence": self.timing.evidence,
-                "margin": round(self.timing.margin, 3), "rhythm_lead": self.timing.rhythm_lead},
+                "margin": round(self.timing.margin, 3), "rhythm_lead": self.timing.rhythm_lead,
+                "rhythm_leads": self.timing.rhythm_leads},
             "leads": {name: {"quality": round(float(self.record.quality[i]), 3),
                              **_span(self.record.signals[i], self.record.fs), **self._lead_timing(name)}
                       for i, name in enumerate(LEAD_NAMES)},
@@ -152,7 +153,7 @@ class Digitizer:
         if not grid.found:
             flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
             px_per_mm = longest / PAPER_TRACE_MM if longest else guess
-        layout = infer_layout(len(rows))
+        layout = infer_layout(rows)
         if not rows:
             flags.append("no ECG found")
         elif layout is None:
@@ -172,10 +173,11 @@ class Digitizer:
             segments = split_segments(rows, layout, calibration, self.fs)
             timing = infer_timing(segments, self.fs, self.timing)
             rhythm = [seg for seg in segments if seg.is_rhythm]
-            if rhythm and timing.rhythm_lead:
-                rhythm[0].lead = timing.rhythm_lead
-            elif rhythm:
-                flags.append("rhythm strip lead not identified: II assumed")
+            for strip, lead in zip(rhythm, timing.rhythm_leads, strict=True):
+                if lead:
+                    strip.lead = lead
+                else:
+                    flags.append(f"rhythm strip lead not identified: {strip.lead} assumed")
             if timing.evidence != "user" and timing.margin < WEAK_EVIDENCE:
                 flags.append(f"timing evidence weak ({timing.evidence}): columns placed {timing.convention}")
             record = assemble(segments, timing.offsets_s, self.fs)

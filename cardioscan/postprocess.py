@@ -33,14 +33,37 @@ class Calibration:
     mm_per_mv: float
 
 
-def infer_layout(n_rows: int) -> str | None:
-    return ROWS_TO_LAYOUT.get(n_rows)
+def infer_layout(rows: list[RowTrace]) -> str | None:
+    """The layout from the number of rows; six rows are 6x2 unless the limb leads say 3x4
+    with three rhythm strips."""
+    layout = ROWS_TO_LAYOUT.get(len(rows))
+    if layout == "6x2" and _second_column_is_augmented(rows[:3]):
+        return "3x4_r3"
+    return layout
+
+
+def _second_column_is_augmented(rows: list[RowTrace]) -> bool:
+    """Over the second quarter of the top three rows a 6x2 page shows I, II, III (so
+    III = II - I) and a 3x4 page shows aVR, aVL, aVF (so they sum to zero): the smaller
+    residual tells which."""
+    x0 = max(r.x_start for r in rows)
+    length = min(r.x_start + len(r.y_px) for r in rows) - x0
+    if length < 100:
+        return False
+    a, b = x0 + int(0.3 * length), x0 + int(0.45 * length)
+    v0, v1, v2 = (-(r.y_px[a - r.x_start : b - r.x_start] - np.nanmean(r.y_px[a - r.x_start : b - r.x_start]))
+                  for r in rows)
+    einthoven = np.nanmean(np.square(v2 - (v1 - v0)))
+    goldberger = np.nanmean(np.square(v0 + v1 + v2))
+    return bool(goldberger < einthoven)
 
 
 def row_leads(layout: str) -> list[list[str]]:
-    """Leads printed in each row, left to right."""
+    """Leads printed in each row, left to right (rhythm strips as their usual leads until identified)."""
     if layout == "3x4_r1":
         return _LAYOUT_LEADS["3x4"] + [["II"]]
+    if layout == "3x4_r3":
+        return _LAYOUT_LEADS["3x4"] + [["II"], ["V1"], ["V5"]]
     return _LAYOUT_LEADS[layout]
 
 

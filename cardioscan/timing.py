@@ -11,7 +11,7 @@ share their beats with column 0 and sequential ones do not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -41,7 +41,11 @@ class TimingDecision:
     confidence: list[float]  # per segment, in [0, 1]
     margin: float  # how much better the chosen convention explained the beats
     evidence: str  # "rhythm strip", "shared beats", "default" or "user"
-    rhythm_lead: str | None = None
+    rhythm_leads: list[str | None] = field(default_factory=list)  # per rhythm strip, top first
+
+    @property
+    def rhythm_lead(self) -> str | None:
+        return self.rhythm_leads[0] if self.rhythm_leads else None
 
 
 def beat_envelope(values: np.ndarray, fs: float) -> np.ndarray:
@@ -122,19 +126,21 @@ def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") 
         else:
             offsets.append(base)
             confidence.append(1.0 if s.is_rhythm else float(np.clip(margin / (2 * WEAK_EVIDENCE), 0, 1)))
-    return TimingDecision(convention, offsets, confidence, margin, evidence, identify_rhythm_lead(segments, offsets, fs))
+    strips = sum(s.is_rhythm for s in segments)
+    leads = [identify_rhythm_lead(segments, offsets, fs, k) for k in range(strips)]
+    return TimingDecision(convention, offsets, confidence, margin, evidence, leads)
 
 
-def identify_rhythm_lead(segments: list[PrintedSegment], offsets: list[float], fs: float) -> str | None:
-    """The grid lead whose waveform the rhythm strip repeats at that lead's place in time.
+def identify_rhythm_lead(segments: list[PrintedSegment], offsets: list[float], fs: float, strip: int = 0) -> str | None:
+    """The grid lead whose waveform rhythm strip number `strip` repeats at that lead's place in time.
 
     Leads can be near copies in shape (aVF = II - I/2 when I is small), so the match asks for
     the same amplitude too, at each lead's best lag within 30 ms; lead II, by far the most
     common rhythm lead, wins near-ties."""
     rhythm = [s for s in segments if s.is_rhythm]
-    if not rhythm:
+    if strip >= len(rhythm):
         return None
-    strip = np.nan_to_num(rhythm[0].values)
+    values = np.nan_to_num(rhythm[strip].values)
     max_lag = int(0.03 * fs)
     scores: dict[str, float] = {}
     for s, offset in zip(segments, offsets, strict=True):
@@ -144,7 +150,7 @@ def identify_rhythm_lead(segments: list[PrintedSegment], offsets: list[float], f
         start = int(round(offset * fs))
         best = -1.0
         for lag in range(-max_lag, max_lag + 1):
-            window = strip[max(0, start + lag) : start + lag + len(v)]
+            window = values[max(0, start + lag) : start + lag + len(v)]
             if start + lag < 0 or len(window) < len(v):
                 continue
             residual = v - window

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cardioscan.postprocess import einthoven_agreement, einthoven_projection
+from cardioscan.postprocess import einthoven_agreement, einthoven_projection, infer_layout
 from cardioscan.record import limb_leads_from_i_ii
+from cardioscan.trace import RowTrace
 
 
 def _limb(seed: int) -> np.ndarray:
@@ -38,3 +39,20 @@ def test_leads_seen_alone_are_left_as_read() -> None:
     limb = np.full((6, 100), np.nan)
     limb[0] = np.linspace(0, 1, 100)
     np.testing.assert_array_equal(einthoven_projection(limb, np.ones(6))[0], limb[0])
+
+
+def _row(values: np.ndarray) -> RowTrace:
+    return RowTrace(100.0 - values, x_start=10, zero_px=None, pulse_height_px=None)
+
+
+def test_six_rows_are_told_apart_by_the_limb_lead_identities() -> None:
+    """6x2 shows I, II, III over the second quarter (III = II - I); 3x4 shows aVR, aVL, aVF (sum 0)."""
+    t = np.linspace(0, 10, 2000)
+    lead_i, lead_ii = np.sin(2 * np.pi * 1.1 * t), 0.7 * np.sin(2 * np.pi * 1.7 * t + 1.0)
+    avr, avl, avf = -(lead_i + lead_ii) / 2, lead_i - lead_ii / 2, lead_ii - lead_i / 2
+    quarter = (t >= 2.5) & (t < 5)
+    limb_6x2 = [lead_i, lead_ii, lead_ii - lead_i]
+    limb_3x4 = [np.where(quarter, a, b) for a, b in zip([avr, avl, avf], limb_6x2, strict=True)]
+    rhythm = [_row(20 * np.sin(t)) for _ in range(3)]
+    assert infer_layout([_row(20 * v) for v in limb_6x2] + rhythm) == "6x2"
+    assert infer_layout([_row(20 * v) for v in limb_3x4] + rhythm) == "3x4_r3"
