@@ -51,10 +51,13 @@ def _second_column_is_augmented(rows: list[RowTrace]) -> bool:
     if length < 100:
         return False
     a, b = x0 + int(0.3 * length), x0 + int(0.45 * length)
-    v0, v1, v2 = (-(r.y_px[a - r.x_start : b - r.x_start] - np.nanmean(r.y_px[a - r.x_start : b - r.x_start]))
-                  for r in rows)
-    einthoven = np.nanmean(np.square(v2 - (v1 - v0)))
-    goldberger = np.nanmean(np.square(v0 + v1 + v2))
+    windows = np.stack([r.y_px[a - r.x_start : b - r.x_start] for r in rows])
+    both = np.isfinite(windows).all(axis=0)
+    if both.sum() < 20:
+        return False
+    v0, v1, v2 = -(windows[:, both] - windows[:, both].mean(axis=1, keepdims=True))
+    einthoven = np.mean(np.square(v2 - (v1 - v0)))
+    goldberger = np.mean(np.square(v0 + v1 + v2))
     return bool(goldberger < einthoven)
 
 
