@@ -9,7 +9,7 @@ upside down cannot be told from upright; the score then keeps the page as given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -41,8 +41,9 @@ def _unturn(points: np.ndarray, turned_shape: tuple[int, int], turns: int) -> np
 @dataclass
 class PageFrame:
     """How the input was turned to read it: `quarter_turns` counter-clockwise, then the
-    small `skew_degrees` rotation (as a homography onto a canvas of `shape`), then `half_turn`
-    if the page proved upside down. Maps what was read back onto the input's pixels."""
+    small `skew_degrees` rotation and the grid's rectification (one homography onto a canvas
+    of `shape`), then `half_turn` if the page proved upside down. Maps what was read back
+    onto the input's pixels."""
 
     input_shape: tuple[int, int]
     quarter_turns: int
@@ -62,6 +63,11 @@ class PageFrame:
         homography, shape = rotation_homography(turned.shape[:2], degrees)
         return cls(mask.shape[:2], turns, degrees, homography, shape)
 
+    def then(self, homography: np.ndarray, shape: tuple[int, int]) -> PageFrame:
+        """This frame followed by a further map (this frame's pixels to new ones, e.g. the
+        grid's rectification) onto a canvas of `shape`."""
+        return replace(self, homography=homography @ self.homography, shape=shape)
+
     @property
     def turns(self) -> int:
         """Counter-clockwise quarter turns that made the page upright."""
@@ -70,7 +76,7 @@ class PageFrame:
     def apply(self, image: np.ndarray, border: int | tuple[int, ...] = 0) -> np.ndarray:
         """The input (an image or a mask) as this frame sees it, before any half turn."""
         turned = upright(image, self.quarter_turns)
-        if self.skew_degrees == 0.0:
+        if np.array_equal(self.homography, np.eye(3)):
             return turned
         if turned.dtype == bool:
             warped = cv2.warpPerspective(turned.astype(np.uint8) * 255, self.homography, self.shape[::-1],

@@ -1,8 +1,8 @@
 """The one Python API behind `digitize`, `eval` and (later) `batch`: image in, EcgRecord out.
 
 Stage 2 reads trace pixels with the trained network when its weights are installed (the
-classical ink mask otherwise, flagged); grid and orientation are still classical stand-ins
-for the networks of DESIGN.md, behind the same types. What the tool is unsure of is said
+classical ink mask otherwise, flagged); orientation and the grid's rectification are
+classical stand-ins for the networks of DESIGN.md, behind the same types. What the tool is unsure of is said
 in `flags`, never hidden.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from cardioscan import __version__
 from cardioscan.align import PageFrame, orientation_score, upright
-from cardioscan.grid import measure_grid
+from cardioscan.grid import GridMeasurement, PerspectiveFit, measure_grid, rectify_grid
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.postprocess import (
     Calibration,
@@ -33,6 +33,7 @@ from cardioscan.trace import TRACE_WEIGHTS, RowTrace, TraceNet, find_rows, follo
 
 LOW_QUALITY = 0.5
 PAPER_TRACE_MM = 250.0  # 10 s at 25 mm/s: the printed width of a full rhythm row
+ROW_MM = (150.0, 290.0)  # the longest row of every layout we know, pulse included, fits in here
 
 
 @dataclass
@@ -45,6 +46,7 @@ class DigitizeResult:
     timing: TimingDecision | None
     rows: list[RowTrace]
     frame: PageFrame  # how the input was turned and straightened to read the rows
+    grid_fit: PerspectiveFit | None  # the grid's rectification, when the grid was clear enough
     flags: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -56,6 +58,9 @@ class DigitizeResult:
             "layout": self.layout,
             "rotation": self.frame.turns * 90,  # clockwise degrees the page is turned in the input
             "skew_degrees": round(self.frame.skew_degrees, 2),  # and the further small tilt straightened
+            "grid": {"rectified": self.grid_fit is not None,
+                     "tiles": self.grid_fit.tiles if self.grid_fit else 0,  # grid patches the rectification fits
+                     "residual": round(self.grid_fit.residual, 4) if self.grid_fit else None},
             "source": {"category": None, "probability": None},
             "calibration": {"px_per_mm": round(self.calibration.px_per_mm, 4),
                             "mm_per_s": self.calibration.mm_per_s, "mm_per_mv": self.calibration.mm_per_mv},
@@ -135,24 +140,46 @@ class Digitizer:
             flags.append("trace network weights not installed: classical ink mask used")
 
         t = time.perf_counter()
+        white = (255, 255, 255)
         frame = PageFrame.fit(mask)
-        rgb, mask = frame.apply(page.rgb, border=(255, 255, 255)), frame.apply(mask)
+        rgb = frame.apply(page.rgb, border=white)
         seconds["align"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        grid = measure_grid(rgb)
-        guess = grid.px_per_mm if grid.found else max(rgb.shape[:2]) / 280.0
+        fit, grid = rectify_grid(rgb)
+        if fit is not None:
+            frame = frame.then(np.linalg.inv(fit.homography), fit.shape)
+            rgb = frame.apply(page.rgb, border=white)
+            # The page-wide period of the now even grid pins the scale more finely than the tiles.
+            grid = measure_grid(rgb)
+            if not (grid.found and abs(grid.px_per_mm / fit.px_per_mm - 1) < 0.02):
+                grid = GridMeasurement(fit.px_per_mm, 1.0, True)
+        elif grid is not None and grid.found:
+            flags.append("grid too faint to rectify: perspective not corrected")
+        mask = frame.apply(mask)
+        grid_found = grid is not None and grid.found
+        px_per_mm = grid.px_per_mm if grid_found else float("nan")
+        guess = px_per_mm if grid_found else max(rgb.shape[:2]) / 280.0
         readings = {half: read_rows(upright(mask, 2 * half), guess) for half in (False, True)}
         frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k]))
         rows = readings[frame.half_turn]
         seconds["grid+rows"] = time.perf_counter() - t
+        if self.trace_net is not None and frame.turns != 0:
+            # The network reads upright pages best: read a turned one again, the right way up.
+            t = time.perf_counter()
+            rows = read_rows(self.trace_mask(upright(rgb, 2 * frame.half_turn)), guess)
+            seconds["trace upright"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        px_per_mm = grid.px_per_mm
         longest = max((len(r.y_px) for r in rows), default=0)
-        if not grid.found:
+        if not grid_found:
             flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
             px_per_mm = longest / PAPER_TRACE_MM if longest else guess
+        elif longest and not ROW_MM[0] <= longest / px_per_mm <= ROW_MM[1]:
+            # A grid read at 10 or 15 mm for 5 mm (faint minor lines) makes rows implausibly short.
+            flags.append(f"grid period ({px_per_mm:.2f} px/mm) disagrees with the trace length: "
+                         "scale taken from the trace length, assuming 10 s at 25 mm/s")
+            px_per_mm = longest / PAPER_TRACE_MM
         layout = infer_layout(rows)
         if not rows:
             flags.append("no ECG found")
@@ -196,7 +223,7 @@ class Digitizer:
                 key = f"offset {seg.lead}{' rhythm' if seg.is_rhythm else ''}"
                 record.provenance[key] = f"{offset:.3f} s (confidence {confidence:.2f})"
         seconds["postprocess"] = time.perf_counter() - t
-        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, flags, seconds)
+        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, fit, flags, seconds)
 
 
 def draw_overlay(result: DigitizeResult) -> np.ndarray:

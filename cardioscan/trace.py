@@ -45,7 +45,7 @@ class RowTrace:
 class TraceNet:
     """The trace network, loaded once: `probability(rgb)` is each pixel's chance of being trace ink."""
 
-    MAX_SIDE = 2800  # larger inputs are read at reduced size (memory and time), then scaled back
+    MAX_SIDE = 1800  # larger inputs are read at reduced size (memory and time), then scaled back
 
     def __init__(self, path: Path = TRACE_WEIGHTS) -> None:
         self.path = path
@@ -95,7 +95,9 @@ def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
     width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     density = stats[:, cv2.CC_STAT_AREA] / np.maximum(width * height, 1)
     keep = (width >= 12 * px_per_mm) | ((width >= 4.5 * px_per_mm) & (height >= 4.5 * px_per_mm))
-    keep &= density < 0.3  # a trace is a thin line in its box; a QR code or a sticker is not
+    # A trace is a thin line in its box; a QR code or a sticker is not (a flat trace on a
+    # straightened page is a flat box, hence the height condition).
+    keep &= (density < 0.3) | (height < 8 * px_per_mm)
     keep[0] = False
     return keep[labels] & mask
 
@@ -125,6 +127,11 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     if high.sum() < 3 * px_per_mm:
         return None
     idx = np.flatnonzero(high)
+    # The pulse is the longest run of raised columns; a QRS may rise as high but is narrow.
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > max(2, int(0.5 * px_per_mm))) + 1)
+    idx = max(runs, key=len)
+    if len(idx) < 3 * px_per_mm:
+        return None
     top = float(np.median(window[idx]))
     if np.mean(np.abs(window[idx] - top) < 0.1 * (baseline - top)) < 0.7:  # not flat-topped: a wave
         return None
@@ -186,4 +193,20 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> l
         half_line = 0.5 * float(np.nanmedian(y_max - y_min))
         rows.append(RowTrace(ys[resume:], x0 + resume, pulse.zero_px if pulse else None,
                              pulse.height_px if pulse else None, half_line, pulse.width_px if pulse else None))
+    return _common_start(rows, px_per_mm)
+
+
+def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
+    """Every row of a page starts at the same time and column. Where the calibration pulses
+    place that column, a row whose own start is off by more than a millimetre (its first
+    stretch lost under text, or flat ink taken for the pulse's foot) is re-cut there."""
+    starts = [row.x_start for row in rows if row.pulse_height_px is not None]
+    if len(starts) < 2:
+        return rows
+    common = int(np.median(starts))
+    for row in rows:
+        shift = common - row.x_start
+        if abs(shift) > px_per_mm:
+            row.y_px = row.y_px[shift:] if shift > 0 else np.concatenate([np.full(-shift, np.nan), row.y_px])
+            row.x_start = common
     return rows
