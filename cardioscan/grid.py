@@ -199,7 +199,6 @@ def fit_perspective(rgb: np.ndarray, px_per_mm: float, min_strength: float = 0.0
     """The homography whose local scale and shear best match the grid's lattice across the
     page: it undoes the perspective of a photographed page (a tilted phone makes the grid
     finer on the far side, which stretches time there). None when too few tiles show grid."""
-
     # Read the lattice at about 4 px per mm: 5 mm periods of 20 px in tiles of 128 px.
     shrink = max(1.0, px_per_mm / 4.0)
     small = cv2.resize(rgb, None, fx=1 / shrink, fy=1 / shrink, interpolation=cv2.INTER_AREA) if shrink > 1 else rgb
@@ -223,9 +222,11 @@ def fit_perspective(rgb: np.ndarray, px_per_mm: float, min_strength: float = 0.0
             if min(sx, sy) >= min_strength:
                 readings.append((tile_centre * shrink, np.stack([vx, vy], axis=1) * shrink / 5.0, min(sx, sy)))
         if len(readings) < 8:
-            return fit
+            break  # keep the last fit that had enough grid
         params, residual = _fit_map(readings, centre, px_per_mm, choose_model=final)
         fit = params, residual, len(readings)
+    if fit is None:
+        return None
     params, residual, used = fit
     homography = _homography(params, centre)
     # The rectified canvas: the input's corners in paper mm, at the scale seen at the centre.

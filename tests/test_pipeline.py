@@ -60,3 +60,17 @@ def test_paper_speed_is_read_from_the_calibration_pulse() -> None:
     result = Digitizer().digitize(LoadedPage(image, EXAMPLE, 1, 1))
     assert result.calibration.mm_per_s == 50
     assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 8.0
+
+
+def test_photographed_page_is_rectified() -> None:
+    """A 15 % keystone (a phone tilted back) reads at -0.2 dB without the grid's rectification."""
+    from test_grid import keystone
+
+    truth = PageTruth.load(EXAMPLE)
+    page = load_page(EXAMPLE.with_suffix(".png"))
+    seen = cv2.warpPerspective(page.rgb, keystone(page.rgb.shape[:2], 0.15), page.rgb.shape[1::-1],
+                               borderValue=(255, 255, 255))
+    result = Digitizer().digitize(LoadedPage(seen, page.path, 1, 1))
+    assert result.summary()["grid"]["rectified"]
+    assert result.layout == "3x4_r1"
+    assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 8.0

@@ -1,0 +1,58 @@
+"""The grid stage on the shipped example seen as a tilted phone sees it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cardioscan.grid import measure_grid, rectify_grid
+from cardioscan.io.images import load_page
+from cardioscan.synth.groundtruth import PageTruth
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean"
+
+
+def keystone(shape: tuple[int, int], squeeze: float) -> np.ndarray:
+    """The homography of a camera tilted back: the top edge `squeeze` narrower than the bottom."""
+    h, w = shape
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = np.float32([[squeeze * w / 2, 0], [w - squeeze * w / 2, 0], [w, h], [0, h]])
+    return cv2.getPerspectiveTransform(src, dst)
+
+
+def _distortion_mm(points: np.ndarray, paper_mm: np.ndarray) -> float:
+    """RMS (mm) left after the best scale + translation onto the paper: a square-on page has none."""
+    design = np.column_stack([paper_mm, np.ones(len(paper_mm))])
+    coef, *_ = np.linalg.lstsq(design, points, rcond=None)
+    scale = float(np.sqrt(abs(np.linalg.det(coef[:2]))))
+    return float(np.sqrt(np.mean(np.sum((design @ coef - points) ** 2, axis=1)))) / scale
+
+
+def test_rectification_undoes_perspective() -> None:
+    truth = PageTruth.load(EXAMPLE)
+    rgb = load_page(EXAMPLE.with_suffix(".png")).rgb
+    tilt = keystone(rgb.shape[:2], 0.15)
+    seen = cv2.warpPerspective(rgb, tilt, rgb.shape[1::-1], borderValue=(255, 255, 255))
+    fit, _ = rectify_grid(seen)
+    assert fit is not None
+    # Grid intersections across the page, on paper (mm) -> the photo -> the rectified page.
+    to_image = np.linalg.inv(np.array(truth.meta["homography_image_to_page_mm"]))
+    xs, ys = np.meshgrid(np.arange(20, 260, 20.0), np.arange(30, 200, 20.0))
+    paper = np.stack([xs.ravel(), ys.ravel()], axis=1)[:, None, :]
+    photo = cv2.perspectiveTransform(cv2.perspectiveTransform(paper, to_image), tilt)
+    before, after = (_distortion_mm(points[:, 0, :], paper[:, 0, :])
+                     for points in (photo, cv2.perspectiveTransform(photo, np.linalg.inv(fit.homography))))
+    assert before > 2.0
+    assert after < 0.3
+    assert abs(fit.px_per_mm / truth.meta["px_per_mm"] - 1) < 0.1  # a scale near the bottom edge's
+
+
+def test_square_scan_is_left_square_and_scale_is_exact() -> None:
+    truth = PageTruth.load(EXAMPLE)
+    rgb = load_page(EXAMPLE.with_suffix(".png")).rgb
+    fit, _ = rectify_grid(rgb)
+    assert fit is not None
+    assert np.allclose(fit.homography[2, :2], 0.0, atol=1e-6)  # no perspective invented
+    assert abs(measure_grid(rgb).px_per_mm / truth.meta["px_per_mm"] - 1) < 0.002
