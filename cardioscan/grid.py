@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
+from scipy.optimize import least_squares
 from scipy.signal import find_peaks
 
 MIN_PX_PER_MM, MAX_PX_PER_MM = 2.5, 16.0
@@ -34,6 +35,12 @@ def grid_signal(rgb: np.ndarray) -> np.ndarray:
     if np.percentile(saturation[::4, ::4], 90) > 25:
         return saturation.astype(np.float32)
     return (255 - cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).astype(np.float32)
+
+
+def _peak_offset(before: float, peak: float, after: float) -> float:
+    """Sub-sample position of a peak from three samples: the vertex of their parabola."""
+    curvature = before - 2 * peak + after
+    return float(np.clip(0.5 * (before - after) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
 
 
 def _strip_autocorrelation(signal: np.ndarray, axis: int, strip: int = 128) -> np.ndarray:
@@ -89,10 +96,7 @@ def _period(ac: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
         j = lag - 2 + int(np.argmax(window))
         if ac[j] < 0.5 * strength or not 0 < j < n - 1:
             break
-        a, b, c = ac[j - 1], ac[j], ac[j + 1]
-        denom = a - 2 * b + c
-        shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
-        period = (j + float(np.clip(shift, -0.5, 0.5))) / m
+        period = (j + _peak_offset(ac[j - 1], ac[j], ac[j + 1])) / m
     return period, strength
 
 
@@ -114,7 +118,6 @@ def measure_grid(rgb: np.ndarray) -> GridMeasurement:
     return GridMeasurement(px_per_mm, confidence, confidence > 0.15)
 
 
-
 @dataclass
 class PerspectiveFit:
     """The page plane as the grid shows it: `homography` maps rectified pixels (a square
@@ -132,13 +135,8 @@ def _refine(ac: np.ndarray, col: int, row: int) -> tuple[float, float]:
     patch = ac[row - 2 : row + 3, col - 2 : col + 3]
     r, c = np.unravel_index(np.argmax(patch), patch.shape)
     row, col = row - 2 + int(r), col - 2 + int(c)
-
-    def vertex(a: float, b: float, d: float) -> float:
-        denom = a - 2 * b + d
-        return float(np.clip(0.5 * (a - d) / denom, -0.5, 0.5)) if denom < 0 else 0.0
-
-    return (col + vertex(ac[row, col - 1], ac[row, col], ac[row, col + 1]),
-            row + vertex(ac[row - 1, col], ac[row, col], ac[row + 1, col]))
+    return (col + _peak_offset(ac[row, col - 1], ac[row, col], ac[row, col + 1]),
+            row + _peak_offset(ac[row - 1, col], ac[row, col], ac[row + 1, col]))
 
 
 def tile_autocorrelations(signal: np.ndarray, tile: int, step: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -163,9 +161,9 @@ def lattice_vector(ac: np.ndarray, expected: np.ndarray, tolerance: float = 0.12
     c = ac.shape[0] // 2
     reach = max(2, int(np.ceil(tolerance * np.linalg.norm(expected))))
     ex, ey = int(round(expected[0])), int(round(expected[1]))
+    if max(abs(ex), abs(ey)) + reach + 3 >= c:
+        return expected, 0.0  # a vector this long does not fit in the tile
     region = ac[c + ey - reach : c + ey + reach + 1, c + ex - reach : c + ex + reach + 1]
-    if region.size == 0:
-        return expected, 0.0
     r, k = np.unravel_index(np.argmax(region), region.shape)
     if r in (0, region.shape[0] - 1) or k in (0, region.shape[1] - 1):
         return expected, 0.0  # no peak here, only a slope (a blank tile's autocorrelation falls smoothly)
@@ -206,6 +204,8 @@ def fit_perspective(rgb: np.ndarray, px_per_mm: float, min_strength: float = 0.0
     # Shading (a phone's light, a curled page) dwarfs the thin lines: keep only detail finer than 5 mm.
     signal -= cv2.GaussianBlur(signal, (0, 0), 5.0 * px_per_mm / shrink)
     tiles = tile_autocorrelations(signal, 128, 64)
+    if len(tiles) < 8:
+        return None
     centre = np.array([rgb.shape[1] / 2, rgb.shape[0] / 2])
     # Search each tile where the current fit expects its 5 mm vectors: the page-wide period
     # first, then the fitted map. A narrow search never takes 4 or 6 mm for 5 mm, and the
@@ -249,8 +249,6 @@ def _fit_map(readings: list[tuple[np.ndarray, np.ndarray, float]], centre: np.nd
     paper x and y), and the median relative misfit. With `choose_model`, an affine map (a
     scanner's or fax's scale and shear) is kept unless perspective fits clearly better: a
     faint grid's misread tiles can feign a little of it."""
-    from scipy.optimize import least_squares
-
     centres = np.array([r[0] for r in readings])[:, None, :]
     measured = np.array([r[1] for r in readings])
     weights = np.sqrt(np.array([r[2] for r in readings]))[:, None, None]

@@ -2,8 +2,8 @@
 
 Stage 2 reads trace pixels with the trained network when its weights are installed (the
 classical ink mask otherwise, flagged); orientation and the grid's rectification are
-classical stand-ins for the networks of DESIGN.md, behind the same types. What the tool is unsure of is said
-in `flags`, never hidden.
+classical stand-ins for the networks of DESIGN.md, behind the same types. What the tool is
+unsure of is said in `flags`, never hidden.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from cardioscan import __version__
 from cardioscan.align import PageFrame, orientation_score, upright
-from cardioscan.grid import GridMeasurement, PerspectiveFit, measure_grid, rectify_grid
+from cardioscan.grid import PerspectiveFit, measure_grid, rectify_grid
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.postprocess import (
     Calibration,
@@ -147,19 +147,18 @@ class Digitizer:
 
         t = time.perf_counter()
         fit, grid = rectify_grid(rgb)
+        px_per_mm = grid.px_per_mm if grid is not None and grid.found else None  # None: no grid read
         if fit is not None:
             frame = frame.then(np.linalg.inv(fit.homography), fit.shape)
             rgb = frame.apply(page.rgb, border=white)
             # The page-wide period of the now even grid pins the scale more finely than the tiles.
-            grid = measure_grid(rgb)
-            if not (grid.found and abs(grid.px_per_mm / fit.px_per_mm - 1) < 0.02):
-                grid = GridMeasurement(fit.px_per_mm, 1.0, True)
-        elif grid is not None and grid.found:
+            even = measure_grid(rgb)
+            agrees = even.found and abs(even.px_per_mm / fit.px_per_mm - 1) < 0.02
+            px_per_mm = even.px_per_mm if agrees else fit.px_per_mm
+        elif px_per_mm is not None:
             flags.append("grid too faint to rectify: perspective not corrected")
         mask = frame.apply(mask)
-        grid_found = grid is not None and grid.found
-        px_per_mm = grid.px_per_mm if grid_found else float("nan")
-        guess = px_per_mm if grid_found else max(rgb.shape[:2]) / 280.0
+        guess = px_per_mm or max(rgb.shape[:2]) / 280.0
         readings = {half: read_rows(upright(mask, 2 * half), guess) for half in (False, True)}
         frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k]))
         rows = readings[frame.half_turn]
@@ -172,7 +171,7 @@ class Digitizer:
 
         t = time.perf_counter()
         longest = max((len(r.y_px) for r in rows), default=0)
-        if not grid_found:
+        if px_per_mm is None:
             flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
             px_per_mm = longest / PAPER_TRACE_MM if longest else guess
         elif longest and not ROW_MM[0] <= longest / px_per_mm <= ROW_MM[1]:
