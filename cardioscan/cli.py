@@ -199,3 +199,73 @@ def train_command(
         train(cfg, run or Path("runs") / stage, max_minutes, log=lambda m: typer.echo(m, err=True))
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+
+
+@app.command()
+def batch(
+    sources: Annotated[list[str] | None, typer.Argument(
+        help="Directories (recursive), image/PDF files, globs, or .txt/.csv lists of paths.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (mirrors the input tree).")] = None,
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: wfdb, aecg, csv.")] = "wfdb",
+    overlay: Annotated[bool, typer.Option(help="Also write <stem>.overlay.png per page.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel workers, each loading the models once.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Read again the pages the manifest lists as failed.")] = False,
+    dpi: Annotated[float, typer.Option(min=50, max=600, help="Resolution PDF pages are rendered at.")] = 200,
+    timing: Annotated[str, typer.Option(help="Column timing: auto, sequential or simultaneous.")] = "auto",
+    summary: Annotated[Path | None, typer.Option(
+        help="Print the report of an existing batch output directory and exit.")] = None,
+) -> None:
+    """Digitize a whole archive; rerun the same command to resume. Exit 0: no page failed;
+    1: some pages failed (see OUT/manifest.jsonl); 2: bad usage; 130: stopped by Ctrl-C."""
+    import os
+
+    from cardioscan.batch import BatchError, BatchOptions, format_summary, run_batch, summarize
+
+    try:
+        if summary is not None:
+            typer.echo(format_summary(summarize(summary)))
+            return
+        if not sources or out is None:
+            fail("give the sources and -o OUT (or --summary OUT)")
+        options = BatchOptions(tuple(_split(formats) or ["wfdb"]), overlay, timing, dpi, device,
+                               threads=max(1, (os.cpu_count() or 1) // workers))
+        report = _run_with_progress(run_batch, sources, out, options, workers, engine, address, retry_failed)
+    except BatchError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # a timing mode or device this machine lacks
+        fail(str(exc))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items()))
+    typer.echo(f"{report.total} pages ({report.skipped} done before): {counts}; manifest {out / 'manifest.jsonl'}",
+               err=True)
+    if report.interrupted:
+        typer.echo("stopped: rerun the same command to go on", err=True)
+        raise typer.Exit(130)
+    if report.counts.get("failed"):
+        raise typer.Exit(1)
+
+
+def _run_with_progress(run, *args):
+    """`run(*args, progress=...)` with a progress bar (pages/s, ETA) when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return run(*args)
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    started = time.perf_counter()
+    pages = 0
+    with Progress(BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("pages", total=None, rate="")
+
+        def tick(done: int, total: int) -> None:
+            nonlocal pages
+            pages += 1
+            bar.update(task, completed=done, total=total,
+                       rate=f"{pages / (time.perf_counter() - started):.2f} pages/s")
+
+        return run(*args, progress=tick)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from cardioscan import __version__
 from cardioscan.align import PageFrame, orientation_score, upright
 from cardioscan.grid import PerspectiveFit, measure_grid, rectify_grid
-from cardioscan.io.images import LoadedPage, load_page
+from cardioscan.io.images import PDF_DPI, LoadedPage, load_page
 from cardioscan.postprocess import (
     Calibration,
     assemble,
@@ -32,6 +33,7 @@ from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, che
 from cardioscan.trace import TRACE_WEIGHTS, RowTrace, TraceNet, find_rows, follow_rows, ink_mask, trace_ink
 
 LOW_QUALITY = 0.5
+NO_ECG = "no ECG found"  # the page flag (and its prefix) for an image that holds no readable ECG
 PAPER_TRACE_MM = 250.0  # 10 s at 25 mm/s: the printed width of a full rhythm row
 ROW_MM = (150.0, 290.0)  # the longest row of every layout we know, pulse included, fits in here
 
@@ -97,6 +99,13 @@ def _span(values: np.ndarray, fs: float) -> dict[str, float | None]:
     return {"start_s": round(idx[0] / fs, 3), "end_s": round((idx[-1] + 1) / fs, 3)}
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this machine lacks before any model is loaded, in one sentence."""
+    if device != "cpu" and not (device.split(":")[0] == "cuda" and torch.cuda.is_available()):
+        raise ValueError(f"device {device!r} is not available here (use cpu"
+                         f"{', cuda' if torch.cuda.is_available() else ''})")
+
+
 def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
     """Stage 2 on the trace pixels of an upright page: the rows and their traces."""
     trace = trace_ink(mask, px_per_mm)
@@ -107,15 +116,17 @@ class Digitizer:
     """Load once, digitize many pages."""
 
     def __init__(self, fs: float = 500.0, mm_per_s: float | None = None, timing: str = "auto",
-                 trace_weights: Path | None = TRACE_WEIGHTS) -> None:
+                 trace_weights: Path | None = TRACE_WEIGHTS, device: str = "cpu") -> None:
         """`mm_per_s=None` reads the paper speed from the calibration pulses (25 mm/s when there
         are none, flagged); `trace_weights=None` (or a missing file) reads traces with the
-        classical ink mask."""
+        classical ink mask; `device` runs the networks ("cpu", "cuda", "cuda:1")."""
         check_timing_mode(timing)  # before any page is read
+        check_device(device)
         self.fs = fs
         self.mm_per_s = mm_per_s
         self.timing = timing
-        self.trace_net = TraceNet(trace_weights) if trace_weights is not None and trace_weights.exists() else None
+        self.trace_net = (TraceNet(trace_weights, device)
+                          if trace_weights is not None and trace_weights.exists() else None)
 
     def trace_mask(self, rgb: np.ndarray) -> np.ndarray:
         if self.trace_net is None:
@@ -123,9 +134,9 @@ class Digitizer:
             return ink_mask(rgb, grid.px_per_mm if grid.found else max(rgb.shape[:2]) / 280.0)
         return self.trace_net.probability(rgb) > 0.5
 
-    def digitize_file(self, path: Path, page: int = 1) -> DigitizeResult:
+    def digitize_file(self, path: Path, page: int = 1, pdf_dpi: float = PDF_DPI) -> DigitizeResult:
         start = time.perf_counter()
-        loaded = load_page(path, page)
+        loaded = load_page(path, page, pdf_dpi)
         result = self.digitize(loaded)
         result.seconds = {"load": time.perf_counter() - start - sum(result.seconds.values()), **result.seconds}
         return result
@@ -171,6 +182,7 @@ class Digitizer:
 
         t = time.perf_counter()
         longest = max((len(r.y_px) for r in rows), default=0)
+        grid_found = px_per_mm is not None
         if px_per_mm is None:
             flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
             px_per_mm = longest / PAPER_TRACE_MM if longest else guess
@@ -181,7 +193,9 @@ class Digitizer:
             px_per_mm = longest / PAPER_TRACE_MM
         layout = infer_layout(rows)
         if not rows:
-            flags.append("no ECG found")
+            flags.append(NO_ECG)
+        elif layout is None and not grid_found:  # neither paper nor lead rows: a photo of something else
+            flags.append(f"{NO_ECG}: no grid and no lead layout ({len(rows)} trace-like rows)")
         elif layout is None:
             flags.append(f"layout not recognised ({len(rows)} rows found)")
         gain = gain_from_pulses(rows, px_per_mm)
@@ -210,7 +224,7 @@ class Digitizer:
         else:
             record = EcgRecord(np.full((12, int(10 * self.fs)), np.nan), fs=self.fs)
         low = [name for name, q in zip(LEAD_NAMES, record.quality, strict=True) if q < LOW_QUALITY]
-        if low and rows:
+        if low and layout is not None:
             flags.append("low confidence leads: " + ", ".join(low))
         record.provenance.update({"input": str(page.path), "page": str(page.page), "cardioscan": __version__,
                                   "layout": str(layout), "px_per_mm": f"{px_per_mm:.4f}",

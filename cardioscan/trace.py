@@ -47,10 +47,11 @@ class TraceNet:
 
     MAX_SIDE = 1800  # larger inputs are read at reduced size (memory and time), then scaled back
 
-    def __init__(self, path: Path = TRACE_WEIGHTS) -> None:
+    def __init__(self, path: Path = TRACE_WEIGHTS, device: str = "cpu") -> None:
         self.path = path
+        self.device = torch.device(device)
         self.model, self.info = load_weights(path)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.multiple = 2 ** self.model.config.encoder_depth
 
     @property
@@ -65,12 +66,13 @@ class TraceNet:
         sh, sw = image.shape[:2]
         ph, pw = -sh % self.multiple, -sw % self.multiple
         image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
+        x = x.contiguous(memory_format=torch.channels_last)
         # Page coordinates as in training: pixel centres of the unpadded input span [-1, 1].
         xs = (torch.arange(sw + pw) + 0.5) / sw * 2 - 1
         ys = (torch.arange(sh + ph) + 0.5) / sh * 2 - 1
-        coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))[None]
-        prob = torch.sigmoid(self.model(x, coords)["maps"][0, 0, :sh, :sw]).numpy()
+        coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))[None].to(self.device)
+        prob = torch.sigmoid(self.model(x, coords)["maps"][0, 0, :sh, :sw]).float().cpu().numpy()
         return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) if scale < 1 else prob
 
 
