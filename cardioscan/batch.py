@@ -454,10 +454,10 @@ def run_batch(sources: Sequence[str], out: Path, options: BatchOptions, workers:
                 interrupted = True
 
             previous = signal.signal(signal.SIGINT, on_interrupt)
+            finished = 0
             try:
                 rows: Iterable[dict] = (_ray_rows(jobs, out, options, workers, address, stopping) if engine == "ray"
                                         else _local_rows(jobs, out, options, workers, stopping))
-                finished = 0
                 for row in rows:
                     manifest.append(row)
                     finished += 1
@@ -471,7 +471,7 @@ def run_batch(sources: Sequence[str], out: Path, options: BatchOptions, workers:
             manifest.close()
             shutil.rmtree(out / TMP_DIR, ignore_errors=True)
         counts = Counter(r["status"] for r in manifest.rows())
-        return BatchReport(total, skipped, counts, interrupted)
+        return BatchReport(total, skipped, counts, interrupted and finished < len(jobs))
     finally:
         lock.close()
 
