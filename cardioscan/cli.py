@@ -111,6 +111,10 @@ def digitize(
     overlay: Annotated[bool, typer.Option(help="Also write <stem>.overlay.png with the traces drawn over the input.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout (and nothing else).")] = False,
     timing: Annotated[str, typer.Option(help="Column timing: auto (read from the page), sequential or simultaneous.")] = "auto",
+    device: Annotated[str, typer.Option(help="Where the networks run: cpu or cuda.")] = "cpu",
+    lvef: Annotated[bool, typer.Option("--lvef", help="Also estimate LVEF from the digitized leads (needs --lvef-weights).")] = False,
+    lvef_weights: Annotated[Path | None, typer.Option(help="Trained LVEF weights (lvef.safetensors).")] = None,
+    saliency: Annotated[Path | None, typer.Option(help="With --lvef: PNG of which parts of which leads drove it.")] = None,
 ) -> None:
     """Read one ECG image into 12 leads in mV. Exit 0: read; 1: read but flagged (see `flags`); 2: bad input."""
     import json
@@ -119,10 +123,12 @@ def digitize(
 
     from cardioscan.io import write_record
     from cardioscan.io.images import ImageLoadError
+    from cardioscan.lvef import LvefModel
     from cardioscan.pipeline import Digitizer, draw_overlay
 
     try:
-        result = Digitizer(timing=timing).digitize_file(image, page)
+        lvef_model = LvefModel(lvef_weights) if lvef else None  # before reading: a missing file fails fast
+        result = Digitizer(timing=timing, device=device).digitize_file(image, page)
         stem = (out / image.stem if out.is_dir() else out) if out else image.with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
         written = write_record(result.record, stem, _split(formats) or ["wfdb"])
@@ -133,6 +139,8 @@ def digitize(
     except (ImageLoadError, ValueError, OSError) as exc:
         fail(str(exc))
     summary = result.summary(written)
+    if lvef_model is not None:
+        summary["lvef"] = _lvef_report(lvef_model, result.record, saliency)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
     else:
@@ -142,6 +150,8 @@ def digitize(
         typer.echo("quality: " + " ".join(f"{k}={v['quality']:.2f}" for k, v in summary["leads"].items()), err=True)
         for flag in summary["flags"]:
             typer.echo(f"flag: {flag}", err=True)
+        if "lvef" in summary:
+            typer.echo(_lvef_line(summary["lvef"]), err=True)
         for path in written:
             typer.echo(str(path))
     if result.flags:
@@ -172,22 +182,28 @@ def evaluate_command(
 
 @app.command("train")
 def train_command(
-    stage: Annotated[str, typer.Argument(help="Stage to train: trace (align, grid, source, lvef to come).")],
+    stage: Annotated[str, typer.Argument(help="Stage to train: trace or lvef (align, grid, source to come).")],
     config: Annotated[Path | None, typer.Option(help="YAML config (default: configs/<stage>.yaml).")] = None,
     data: Annotated[Path | None, typer.Option(help="Directory of `cardioscan synth` pages to train on.")] = None,
     val: Annotated[Path | None, typer.Option(help="Held-out `cardioscan synth` pages to validate on.")] = None,
     run: Annotated[Path | None, typer.Option(help="Run directory; an existing run resumes (default: runs/<stage>).")] = None,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Stop (resumably) after this long.")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Override the schedule length in the config.")] = None,
+    table: Annotated[Path | None, typer.Option(
+        help="lvef only: CSV of records (path, lvef, optional patient_id, fs, auxiliary labels).")] = None,
 ) -> None:
-    """Train a stage's network on rendered pages; rerunning the same command resumes it."""
+    """Train a stage's network (trace: on rendered pages; lvef: on a table of records);
+    rerunning the same command resumes it."""
     from dataclasses import replace
-
-    from cardioscan.train import TrainConfig, train
 
     config_path = config or Path("configs") / f"{stage}.yaml"
     if not config_path.exists():
         fail(f"no config {config_path}; pass --config")
+    if stage == "lvef":
+        _train_lvef(config_path, table, run, max_minutes, steps)
+        return
+    from cardioscan.train import TrainConfig, train
+
     try:
         cfg = TrainConfig.load(config_path)
     except (TypeError, ValueError) as exc:
@@ -269,3 +285,74 @@ def _run_with_progress(run, *args):
                        rate=f"{pages / (time.perf_counter() - started):.2f} pages/s")
 
         return run(*args, progress=tick)
+
+
+def _train_lvef(config_path: Path, table: Path | None, run: Path | None, max_minutes: float | None,
+                steps: int | None) -> None:
+    from dataclasses import replace
+
+    from cardioscan.lvef import LvefConfig, train_lvef
+
+    if table is None or not table.is_file():
+        fail("cardioscan train lvef needs --table TABLE.csv (see README, LVEF)")
+    try:
+        cfg = LvefConfig.load(config_path)
+    except (TypeError, ValueError) as exc:
+        fail(f"{config_path}: {exc}")
+    cfg = replace(cfg, steps=steps or cfg.steps)
+    try:
+        figures = train_lvef(table, cfg, run or Path("runs") / "lvef", max_minutes, log=lambda m: typer.echo(m, err=True))
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    if figures and figures["mae"] >= figures["baseline"]["mae"]:
+        raise typer.Exit(1)
+
+
+def _read_any_record(path: Path):
+    """A WFDB record (stem or .hea/.dat), or our CSV, as an EcgRecord."""
+    from cardioscan.io import read_csv, read_wfdb
+
+    if path.suffix.lower() == ".csv":
+        return read_csv(path)
+    return read_wfdb(path.with_suffix("") if path.suffix.lower() in (".hea", ".dat") else path)
+
+
+@app.command("lvef")
+def lvef_command(
+    record: Annotated[Path, typer.Argument(help="WFDB record (stem or .hea) or a cardioscan CSV.")],
+    weights: Annotated[Path | None, typer.Option("--weights", help="Trained LVEF weights (lvef.safetensors).")] = None,
+    saliency: Annotated[Path | None, typer.Option(help="Write a PNG of which parts of which leads drove the estimate.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """Estimate LVEF (%), its class and a calibrated uncertainty from a 12-lead record. Needs weights
+    you trained: cardioscan ships none (see README, LVEF)."""
+    import json
+
+    from cardioscan.lvef import LvefModel, LvefWeightsMissing
+
+    try:
+        model = LvefModel(weights)
+        ecg = _read_any_record(record)
+    except LvefWeightsMissing as exc:
+        fail(str(exc))
+    except (ValueError, OSError) as exc:
+        fail(f"{record}: {exc}")
+    summary = _lvef_report(model, ecg, saliency)
+    typer.echo(json.dumps(summary, indent=1) if as_json else _lvef_line(summary))
+
+
+def _lvef_report(model, ecg, saliency: Path | None) -> dict:
+    from cardioscan.lvef import draw_saliency
+
+    prediction = model.predict(ecg)
+    summary = prediction.summary()
+    if saliency is not None:
+        saliency.parent.mkdir(parents=True, exist_ok=True)
+        draw_saliency(ecg, model.saliency(ecg), model.cfg.fs, saliency,
+                      f"LVEF {prediction.lvef:.0f} ± {prediction.sd:.0f} %: gradient x input saliency")
+        summary["saliency"] = str(saliency)
+    return summary
+
+
+def _lvef_line(summary: dict) -> str:
+    return f"LVEF {summary['lvef']:.0f} % ± {summary['sd']:.0f} (1 sd), {summary['class']}"
