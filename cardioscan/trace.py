@@ -169,25 +169,94 @@ def _bidirectional(y_min: np.ndarray, y_max: np.ndarray) -> np.ndarray:
     return ys
 
 
+def _column_runs(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertical ink runs per column (1-px gaps bridged): run starts, run ends (bool maps) and runs per column."""
+    bridged = sub.copy()
+    bridged[1:-1] |= sub[:-2] & sub[2:]
+    starts = bridged.copy()
+    starts[1:] &= ~bridged[:-1]
+    ends = bridged.copy()
+    ends[:-1] &= ~bridged[1:]
+    return starts, ends, starts.sum(axis=0)
+
+
+def _gap(lo: np.ndarray, hi: np.ndarray, prev_lo: np.ndarray, prev_hi: np.ndarray) -> np.ndarray:
+    """Vertical distance between each run (rows) and each previous-column run (columns); 0 where they touch."""
+    return np.maximum(0, np.maximum(lo[:, None] - prev_hi[None, :], prev_lo[None, :] - hi[:, None]))
+
+
+def _own_stroke(sub: np.ndarray, start_y: float) -> tuple[np.ndarray, np.ndarray]:
+    """Top and bottom of the ink run in each column that continues the row's own stroke.
+
+    Where a column holds several runs (a neighbour row's QRS, a label or handwriting poking into
+    the band), the one kept is the path whose consecutive runs touch best (Viterbi, cost =
+    vertical gap). Columns with a single run have no choice, so only the stretches of
+    several-run columns are solved, each between its single-run neighbours."""
+    starts, ends, count = _column_runs(sub)
+    y_min = np.where(count > 0, starts.argmax(axis=0), np.nan).astype(np.float64)
+    y_max = np.where(count > 0, sub.shape[0] - 1 - ends[::-1].argmax(axis=0), np.nan).astype(np.float64)
+    inked = np.flatnonzero(count > 0)
+    several = count[inked] > 1
+    i = 0
+    while i < len(inked):
+        if not several[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(inked) and several[j]:
+            j += 1
+        before = (np.array([y_min[inked[i - 1]]]), np.array([y_max[inked[i - 1]]])) if i > 0 else (
+            np.array([start_y]), np.array([start_y]))
+        cost, back, options = np.zeros(1), [], []
+        for x in inked[i:j]:
+            lo, hi = np.flatnonzero(starts[:, x]).astype(float), np.flatnonzero(ends[:, x]).astype(float)
+            total = _gap(lo, hi, *before) + cost[None, :]
+            back.append(total.argmin(axis=1))
+            cost = total.min(axis=1)
+            options.append((lo, hi))
+            before = (lo, hi)
+        if j < len(inked):  # the next single-run column must be reached too
+            x = inked[j]
+            cost = cost + _gap(np.array([y_min[x]]), np.array([y_max[x]]), *before)[0]
+        k = int(cost.argmin())
+        for step in range(j - i - 1, -1, -1):
+            lo, hi = options[step]
+            y_min[inked[i + step]], y_max[inked[i + step]] = lo[k], hi[k]
+            k = int(back[step][k])
+        i = j
+    return y_min, y_max
+
+
+def _extend_past_edges(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.ndarray, top: int, bottom: int,
+                       limits: tuple[int, int]) -> None:
+    """A run cut by the band's edge is a peak taller than the band: follow its ink beyond the edge
+    (up to `limits`, most of the way to the neighbouring baselines) instead of clipping it."""
+    for j in np.flatnonzero(y_min == top):
+        column = mask[limits[0]:top, x0 + j][::-1]
+        y_min[j] = top - (int(column.argmin()) if not column.all() else len(column))
+    for j in np.flatnonzero(y_max == bottom - 1):
+        column = mask[bottom:limits[1], x0 + j]
+        y_max[j] = bottom - 1 + (int(column.argmin()) if not column.all() else len(column))
+
+
 def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> list[RowTrace]:
-    """Follow each row's ink column by column (see `_bidirectional`), then cut off the
-    calibration pulse at its start."""
+    """Follow each row's own stroke column by column (see `_own_stroke`, `_bidirectional`), then cut
+    off the calibration pulse at its start."""
     rows: list[RowTrace] = []
     h = mask.shape[0]
     for i, base in enumerate(baselines):
-        top = int((baselines[i - 1] + base) / 2) if i > 0 else max(0, int(base - 15 * px_per_mm))
-        bottom = int((baselines[i + 1] + base) / 2) if i + 1 < len(baselines) else min(h, int(base + 15 * px_per_mm))
+        above = base - baselines[i - 1] if i > 0 else 30 * px_per_mm
+        below = baselines[i + 1] - base if i + 1 < len(baselines) else 30 * px_per_mm
+        top, bottom = max(0, int(base - above / 2)), min(h, int(base + below / 2))
         band = mask[top:bottom]
         cols = np.flatnonzero(band.any(axis=0))
         if len(cols) < 10 * px_per_mm:
             continue
         x0, x1 = int(cols[0]), int(cols[-1]) + 1
-        sub = band[:, x0:x1]
-        rows_idx = np.arange(sub.shape[0], dtype=np.float64)[:, None]
-        has = sub.any(axis=0)
-        y_min = np.where(sub, rows_idx, np.inf).min(axis=0)
-        y_max = np.where(sub, rows_idx, -np.inf).max(axis=0)
-        y_min, y_max = np.where(has, y_min, np.nan) + top, np.where(has, y_max, np.nan) + top
+        y_min, y_max = _own_stroke(band[:, x0:x1], base - top)
+        y_min, y_max = y_min + top, y_max + top
+        _extend_past_edges(mask, x0, y_min, y_max, top, bottom,
+                           (max(0, int(base - 0.9 * above)), min(h, int(base + 0.9 * below))))
         ys = _bidirectional(y_min, y_max)
         pulse = _pulse(ys, float(np.nanmedian(ys)), px_per_mm)
         resume = pulse.resume if pulse else 0
