@@ -178,6 +178,26 @@ def lattice_vector(ac: np.ndarray, expected: np.ndarray, tolerance: float = 0.12
     return np.array([x - c, y - c]) / multiple, strength
 
 
+def _peak_strengths(stack: np.ndarray, expected: np.ndarray, tolerance: float) -> np.ndarray:
+    """`lattice_vector`'s peak strength for a stack of tile autocorrelations at once, at whole-pixel
+    peak positions: a fast scan over candidate periods."""
+    n, size, _ = stack.shape
+    c = size // 2
+    reach = max(2, int(np.ceil(tolerance * np.linalg.norm(expected))))
+    ex, ey = int(round(expected[0])), int(round(expected[1]))
+    if max(abs(ex), abs(ey)) + reach + 3 >= c:
+        return np.zeros(n)
+    side = 2 * reach + 1
+    region = stack[:, c + ey - reach : c + ey + reach + 1, c + ex - reach : c + ex + reach + 1].reshape(n, -1)
+    r, k = np.divmod(region.argmax(axis=1), side)
+    interior = (r > 0) & (r < side - 1) & (k > 0) & (k < side - 1)
+    dy, dx = ey - reach + r, ex - reach + k
+    tiles = np.arange(n)
+    flanks = np.mean([stack[tiles, c + np.round(f * dy).astype(int), c + np.round(f * dx).astype(int)]
+                      for f in (0.9, 1.1)], axis=0)
+    return np.where(interior, region.max(axis=1) - flanks, 0.0)
+
+
 def _homography(params: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Paper mm (origin at the page point seen at `centre`) to image px."""
     a, b, d, e, g, h = params
@@ -278,24 +298,28 @@ def lattice_period(rgb: np.ndarray) -> float | None:
     tiles = [ac for _, ac in tile_autocorrelations(signal, 192, 96)]
     if not tiles:
         return None
+    stack = np.stack(tiles)
     periods = 8.0 * 1.05 ** np.arange(46)  # 8 to 75 px
     periods = periods[periods * shrink <= 5 * MAX_PX_PER_MM]
     found = []
     for axis in (0, 1):
-        def score(period: float, axis: int = axis) -> tuple[float, list[float]]:
-            vector = np.array([period, 0.0] if axis == 0 else [0.0, period])
-            readings = [lattice_vector(ac, vector, tolerance=0.06) for ac in tiles]
+        def vector(period: float, axis: int = axis) -> np.ndarray:
+            return np.array([period, 0.0] if axis == 0 else [0.0, period])
+
+        def score(period: float) -> tuple[float, list[float]]:
+            readings = [lattice_vector(ac, vector(period), tolerance=0.06) for ac in tiles]
             strengths = [s for _, s in readings]
             return float(np.percentile(strengths, 75)), [float(np.linalg.norm(v)) for v, s in readings if s >= 0.05]
 
-        scored = [score(p) for p in periods]
-        best = int(np.argmax([s for s, _ in scored]))
-        if scored[best][0] < 0.02:
+        # Scan the periods coarsely (whole-pixel peaks, all tiles at once), then read the best exactly.
+        coarse = [float(np.percentile(_peak_strengths(stack, vector(p), 0.06), 75)) for p in periods]
+        best = int(np.argmax(coarse))
+        if coarse[best] < 0.02:
             continue
-        lengths = scored[best][1]
+        strength, lengths = score(periods[best])
         for divisor in (3, 2):  # 10 or 15 mm are lattice vectors too; the smallest clear one is 5 mm
             part = score(periods[best] / divisor)
-            if part[0] >= 0.7 * scored[best][0] and part[1]:
+            if part[0] >= 0.7 * strength and part[1]:
                 lengths = part[1]
                 break
         if lengths:
