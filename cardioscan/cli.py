@@ -197,6 +197,8 @@ def train_command(
     from dataclasses import replace
 
     config_path = config or Path("configs") / f"{stage}.yaml"
+    if config is None and not config_path.exists():  # run from elsewhere: the checkout's own configs
+        config_path = Path(__file__).resolve().parents[1] / "configs" / f"{stage}.yaml"
     if not config_path.exists():
         fail(f"no config {config_path}; pass --config")
     if stage == "lvef":

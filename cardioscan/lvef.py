@@ -371,7 +371,8 @@ class LvefModel:
             raise LvefWeightsMissing(
                 f"no LVEF weights{f' at {weights}' if weights else ''}: cardioscan ships none, because no clinical "
                 "ECG-echo data could be used to train them; train your own with `cardioscan train lvef --table "
-                "TABLE.csv` (see README, LVEF) and pass --lvef-weights run/lvef/lvef.safetensors")
+                "TABLE.csv` (see README, LVEF) and pass the runs/lvef/lvef.safetensors it writes "
+                "(--weights; --lvef-weights with digitize)")
         from safetensors import safe_open
 
         with safe_open(str(weights), "pt") as f:
