@@ -30,9 +30,12 @@ from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
+
 from cardioscan import __version__
 from cardioscan.io.csv_io import write_text_atomic
 from cardioscan.io.images import IMAGE_SUFFIXES, PDF_DPI, ImageLoadError, page_count
+from cardioscan.record import LEAD_NAMES
 
 MANIFEST = "manifest.jsonl"
 TMP_DIR = ".cardioscan-tmp"  # per-page scratch inside OUT (same filesystem, so renames are atomic)
@@ -206,6 +209,12 @@ class Manifest:
 
 # ------------------------------------------------------------------------------------------- one page
 
+def failed_row(job: PageJob, reason: str | None) -> dict:
+    """A manifest row for a page that was not read (every row starts as one)."""
+    return {**asdict(job), "status": "failed", "reason": reason, "layout": None, "quality": {}, "flags": [],
+            "outputs": [], "seconds": 0.0, "finished": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
 class PageWorker:
     """Holds one Digitizer (models loaded once) and turns a PageJob into its files and manifest row."""
 
@@ -225,12 +234,11 @@ class PageWorker:
         from cardioscan.pipeline import NO_ECG
 
         started = time.perf_counter()
-        row = {**asdict(job), "status": "failed", "reason": None, "layout": None, "quality": {}, "flags": [],
-               "outputs": [], "versions": self.versions}
+        row = {**failed_row(job, None), "versions": self.versions}
         try:
             result = self.digitizer.digitize_file(Path(job.input), job.page, self.options.pdf_dpi)
             row.update(layout=result.layout, flags=result.flags,
-                       quality={k: v["quality"] for k, v in result.summary()["leads"].items()})
+                       quality=dict(zip(LEAD_NAMES, np.round(result.record.quality, 3).tolist(), strict=True)))
             if any(flag.startswith(NO_ECG) for flag in result.flags):
                 row["reason"] = "; ".join(result.flags)
             else:
@@ -325,9 +333,8 @@ def _local_rows(jobs: list[PageJob], out: Path, options: BatchOptions, workers: 
                         if deaths[job] < 2:
                             queue.append(job)
                         else:
-                            yield {**asdict(job), "status": "failed", "flags": [], "outputs": [], "seconds": 0.0,
-                                   "reason": "a worker process died twice while this page was in flight "
-                                             "(out of memory?)"}
+                            yield failed_row(job, "a worker process died twice while this page was in flight "
+                                                  "(out of memory?)")
 
 
 def _ray_rows(jobs: list[PageJob], out: Path, options: BatchOptions, workers: int, address: str | None,
@@ -371,7 +378,7 @@ def _writable(out: Path) -> None:
 
 
 def _plan(files: list[tuple[Path, Path]], done: dict[tuple[str, int], dict],
-          failed_row: Callable[[dict], None]) -> tuple[list[PageJob], int]:
+          unreadable: Callable[[dict], None]) -> tuple[list[PageJob], int]:
     """Page jobs not yet done, and how many pages the inputs hold; a file whose pages cannot be
     counted gets its failed row here."""
     stems = output_stems(files)
@@ -391,9 +398,7 @@ def _plan(files: list[tuple[Path, Path]], done: dict[tuple[str, int], dict],
             except ImageLoadError as exc:
                 total += 1
                 if (key, 1) not in done:
-                    failed_row({"input": key, "page": 1, "n_pages": 0, "stem": stems[path], "status": "failed",
-                                "reason": str(exc), "layout": None, "quality": {}, "flags": [], "outputs": [],
-                                "seconds": 0.0, "finished": datetime.now(UTC).isoformat(timespec="seconds")})
+                    unreadable(failed_row(PageJob(key, 1, 0, stems[path]), str(exc)))
                 continue
         total += n
         for page in range(1, n + 1):

@@ -123,11 +123,14 @@ def digitize(
 
     from cardioscan.io import write_record
     from cardioscan.io.images import ImageLoadError
-    from cardioscan.lvef import LvefModel
     from cardioscan.pipeline import Digitizer, draw_overlay
 
     try:
-        lvef_model = LvefModel(lvef_weights) if lvef else None  # before reading: a missing file fails fast
+        lvef_model = None
+        if lvef:  # loaded before the page is read: missing weights fail fast
+            from cardioscan.lvef import LvefModel
+
+            lvef_model = LvefModel(lvef_weights)
         result = Digitizer(timing=timing, device=device).digitize_file(image, page)
         stem = (out / image.stem if out.is_dir() else out) if out else image.with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +243,7 @@ def batch(
     1: some pages failed (see OUT/manifest.jsonl); 2: bad usage; 130: stopped by Ctrl-C."""
     import os
 
-    from cardioscan.batch import BatchError, BatchOptions, format_summary, run_batch, summarize
+    from cardioscan.batch import BatchOptions, format_summary, run_batch, summarize
 
     try:
         if summary is not None:
@@ -251,9 +254,7 @@ def batch(
         options = BatchOptions(tuple(_split(formats) or ["wfdb"]), overlay, timing, dpi, device,
                                threads=max(1, (os.cpu_count() or 1) // workers))
         report = _run_with_progress(run_batch, sources, out, options, workers, engine, address, retry_failed)
-    except BatchError as exc:
-        fail(str(exc))
-    except ValueError as exc:  # a timing mode or device this machine lacks
+    except ValueError as exc:  # BatchError, or a timing mode or device this machine lacks
         fail(str(exc))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items()))
     typer.echo(f"{report.total} pages ({report.skipped} done before): {counts}; manifest {out / 'manifest.jsonl'}",

@@ -258,6 +258,8 @@ def train_lvef(table: Path, cfg: LvefConfig, run: Path, max_minutes: float | Non
 
 
 def _train(table: Path, cfg: LvefConfig, run: Path, max_minutes: float | None, log: Callable[[str], None]) -> dict:
+    from cardioscan.train import resume, save_checkpoint
+
     rows = [r for r in read_table(table, cfg) if np.isfinite(r.lvef) or any(np.isfinite(r.aux))]
     train_rows = [r for r in rows if not is_validation(r.patient, cfg.val_fraction)]
     val_rows = [r for r in rows if is_validation(r.patient, cfg.val_fraction) and np.isfinite(r.lvef)]
@@ -278,14 +280,7 @@ def _train(table: Path, cfg: LvefConfig, run: Path, max_minutes: float | None, l
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"stage": "lvef", **_plain(asdict(cfg))}, sort_keys=False))
-    step, seconds = 0, 0.0
-    checkpoint = run / "last.pt"
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, seconds = state["step"], state["seconds"]
-        log(f"resumed {run} at step {step}")
+    step, seconds = resume(run, model, optimiser, log)
     rng = np.random.default_rng([cfg.seed, step])
     started = time.monotonic()
     figures: dict = {}
@@ -314,8 +309,7 @@ def _train(table: Path, cfg: LvefConfig, run: Path, max_minutes: float | None, l
                 log(f"step {step}: val MAE {figures['mae']:.2f} RMSE {figures['rmse']:.2f} EF points "
                     f"(median baseline {baseline['mae']:.2f} / {baseline['rmse']:.2f}), "
                     f"AUROC<40 {figures['auroc_lt40']:.3f}")
-                torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                            "seconds": seconds}, checkpoint)
+                save_checkpoint(run, model, optimiser, step, seconds)
                 meta = {"config": _plain(asdict(cfg)), "centre": centre, "spread": spread, "sd_scale": sd_scale,
                         "validation": figures, "table": str(table)}
                 save_file(model.state_dict(), str(run / "lvef.safetensors"), metadata={"info": json.dumps(meta)})

@@ -222,6 +222,25 @@ def write_model_card(run: Path, config: TrainConfig, step: int, validation: dict
     (run / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
 
 
+def resume(run: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
+           log: Callable[[str], None]) -> tuple[int, float]:
+    """Load `run/last.pt` into the model and optimiser when it exists: (steps done, training seconds)."""
+    checkpoint = run / "last.pt"
+    if not checkpoint.exists():
+        return 0, 0.0
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    log(f"resumed {run} at step {state['step']}")
+    return state["step"], state["seconds"]
+
+
+def save_checkpoint(run: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer, step: int,
+                    seconds: float) -> None:
+    torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                "seconds": seconds}, run / "last.pt")
+
+
 def train(config: TrainConfig, run: Path, max_minutes: float | None = None,
           log: Callable[[str], None] = print) -> dict:
     """Train (or resume) the run in `run`; returns the last validation figures."""
@@ -235,14 +254,7 @@ def train(config: TrainConfig, run: Path, max_minutes: float | None = None,
 
     model = CoordUnet(config.model).to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step, seconds = 0, 0.0
-    checkpoint = run / "last.pt"
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, seconds = state["step"], state["seconds"]
-        log(f"resumed {run} at step {step}")
+    step, seconds = resume(run, model, optimiser, log)
     rng = np.random.default_rng([config.seed, step])
     augment = recolour()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16")
@@ -290,8 +302,7 @@ def train(config: TrainConfig, run: Path, max_minutes: float | None = None,
                 log_file.flush()
                 log(f"step {step}: train loss {entry['train_loss']:.4f}, val F1 {validation['f1']:.3f} "
                     f"(P {validation['precision']:.3f} R {validation['recall']:.3f})")
-                torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                            "seconds": seconds}, checkpoint)
+                save_checkpoint(run, model, optimiser, step, seconds)
                 info = {"stage": config.stage, "steps": step, "validation": validation}
                 save_weights(model, run / "model.safetensors", info)
                 write_model_card(run, config, step, validation, seconds)
