@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from cardioscan.models import CoordUnet, ModelConfig, save_weights
+from cardioscan.models import CoordUnet, ModelConfig, load_weights, save_weights
 from cardioscan.synth.groundtruth import PageTruth
 
 STAGES = ("trace",)  # align, grid and source join as their tasks are written
@@ -52,6 +52,7 @@ class TrainConfig:
     precision: str = "fp32"  # bf16 pays only on CPUs with AMX / AVX512-BF16 (not on AVX2-only ones)
     threads: int = 2
     seed: int = 0
+    init: str | None = None  # weights (safetensors) a new run starts from, to fine-tune instead of training afresh
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
@@ -127,7 +128,8 @@ def recolour() -> A.Compose:
         A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.3, p=0.5),
         A.RandomGamma(p=0.2),
         A.ToGray(p=0.15),
-        A.GaussianBlur(blur_limit=(3, 5), p=0.1),
+        A.OneOf([A.PlasmaShadow(), A.Illumination(), A.RandomShadow()], p=0.3),  # phone lighting, crumples
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7)), A.Defocus(radius=(1, 3))], p=0.15),
         A.GaussNoise(std_range=(0.02, 0.08), p=0.15),
         A.ImageCompression(quality_range=(35, 90), p=0.2),
     ])
@@ -255,6 +257,9 @@ def train(config: TrainConfig, run: Path, max_minutes: float | None = None,
     model = CoordUnet(config.model).to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step, seconds = resume(run, model, optimiser, log)
+    if step == 0 and config.init:
+        model.load_state_dict(load_weights(Path(config.init))[0].state_dict())
+        log(f"starting from {config.init}")
     rng = np.random.default_rng([config.seed, step])
     augment = recolour()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from cardioscan.models import ModelConfig
 from cardioscan.synth.dataset import generate
@@ -59,3 +61,17 @@ def test_training_resumes_and_leaves_weights_and_a_model_card(pages: Path, tmp_p
     rgb = load_training_page(sorted(pages.glob("*.json"))[0].with_suffix("")).rgb[:100, :150]
     prob = net.probability(rgb)
     assert prob.shape == rgb.shape[:2] and 0.0 <= prob.min() <= prob.max() <= 1.0
+
+
+def test_a_new_run_can_start_from_shipped_weights(pages: Path, tmp_path: Path) -> None:
+    config = TrainConfig(stage="trace", model=ModelConfig(encoder="tu-mobilenetv3_small_050", encoder_depth=3,
+                                                          decoder_channels=[16, 8, 8]),
+                         train_dir=str(pages), val_dir=str(pages), val_pages=2, crop=(64, 128), batch=2,
+                         pages_per_batch=2, steps=1, warmup=1, val_every=1)
+    train(config, tmp_path / "first", log=lambda _: None)
+    init = tmp_path / "first" / "model.safetensors"
+    train(replace(config, lr=0.0, seed=1, init=str(init)), tmp_path / "tuned", log=lambda _: None)
+    before, after = load_file(str(init)), load_file(str(tmp_path / "tuned" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    learned = [k for k in before if "running_" not in k]  # batch-norm statistics move even at lr 0
+    assert all(torch.equal(before[k], after[k]) for k in learned)  # lr 0: the tuned run is its starting point
