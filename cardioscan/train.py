@@ -86,7 +86,7 @@ def trace_target(truth: PageTruth, shape: tuple[int, int]) -> np.ndarray:
 class TrainingPage:
     rgb: np.ndarray
     target: np.ndarray
-    anchors: np.ndarray  # (n, 2) image points on the traces, where most crops are centred
+    anchors: np.ndarray  # (n, 2) image points on the traces and pulses, where most crops are centred
     category: str
 
 
@@ -96,6 +96,9 @@ def load_training_page(stem: Path) -> TrainingPage:
     bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     anchors = np.concatenate([t[::25] for t in truth.traces]) if truth.traces else np.zeros((0, 2))
+    if truth.pulses:  # few pixels, but they decide the gain: about one centred crop in seven shows one
+        pulses = np.concatenate(truth.pulses)
+        anchors = np.concatenate([anchors, np.tile(pulses, (max(1, round(0.15 * len(anchors) / len(pulses))), 1))])
     return TrainingPage(rgb, trace_target(truth, rgb.shape[:2]), anchors, truth.meta["source_category"])
 
 
