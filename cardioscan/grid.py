@@ -4,7 +4,11 @@ Classical stand-in for the grid UNet of DESIGN.md. `measure_grid` reads the 5 mm
 from the page-wide brightness profile (square-on scans). `rectify_grid` reads the lattice
 in tiles (the 2-D autocorrelation of each patch peaks at its two 5 mm vectors) and fits the
 homography whose local scale and shear match them all: a photographed page's perspective
-is undone, so time is evenly spaced along every row. Curl and creases (non-linear) are
+is undone, so time is evenly spaced along every row. The tiles' 5 mm period is read twice:
+by one scan of candidate periods over all tiles, and by a vote of the tiles that see a
+square lattice, in both colour and brightness; the vote overrules the scan where the scan
+finds nothing (the page a small part of the photo, a stain that fools the colour test) or
+a multiple of it (blurred lines). Curl and creases (non-linear) are
 not corrected yet; the fit's residual says how well a plane explains the grid.
 """
 
@@ -19,6 +23,8 @@ from scipy.optimize import least_squares
 from scipy.signal import find_peaks
 
 MIN_PX_PER_MM, MAX_PX_PER_MM = 2.5, 16.0
+CLIP_PERCENTILE = 97.0  # grid signal detail is clipped at this percentile of its size
+VOTE = 0.1  # autocorrelation prominence for a tile to vote on the period
 
 
 @dataclass
@@ -28,13 +34,25 @@ class GridMeasurement:
     found: bool
 
 
-def grid_signal(rgb: np.ndarray) -> np.ndarray:
-    """Where grid ink is, as a float image: coloured grids by their saturation, grey ones by darkness."""
+def grid_signal(rgb: np.ndarray, kind: str | None = None) -> np.ndarray:
+    """Where grid ink is, as a float image: coloured grids by their saturation, grey ones by
+    darkness; `kind` ("saturation" or "darkness") forces one, None guesses from the colours."""
     r, g, b = cv2.split(rgb)
     saturation = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
-    if np.percentile(saturation[::4, ::4], 90) > 25:
+    if kind is None:
+        kind = "saturation" if np.percentile(saturation[::4, ::4], 90) > 25 else "darkness"
+    if kind == "saturation":
         return saturation.astype(np.float32)
     return (255 - cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).astype(np.float32)
+
+
+def _fine_detail(signal: np.ndarray, sigma: float) -> np.ndarray:
+    """Detail finer than `sigma` px, clipped where it is strongest: thin grid lines cover far
+    more of a page than traces and text do, so clipping takes the dark ink's weight off the
+    autocorrelation without touching the lattice."""
+    detail = signal - cv2.GaussianBlur(signal, (0, 0), sigma)
+    limit = float(np.percentile(np.abs(detail[::2, ::2]), CLIP_PERCENTILE))
+    return np.clip(detail, -limit, limit) if limit > 0 else detail
 
 
 def _peak_offset(before: float, peak: float, after: float) -> float:
@@ -63,7 +81,7 @@ def _strip_autocorrelation(signal: np.ndarray, axis: int, strip: int = 128) -> n
     return np.mean(acs, axis=0) if acs else np.zeros(1)
 
 
-def _period(ac: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+def _period(ac: np.ndarray, lo: float, hi: float, divisors: tuple[int, ...] = (2, 3)) -> tuple[float, float]:
     """Best period (px) in [lo, hi] of an autocorrelation, and its strength."""
     n = len(ac)
     lo_i, hi_i = int(np.floor(lo)), min(int(np.ceil(hi)) + 1, n - 1)
@@ -78,7 +96,7 @@ def _period(ac: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     # prominence: ECG rows and text add slow structure that inflates plain height); its
     # multiples stand out as much, so prefer an equally clear peak at a half or a third.
     best = int(np.argmax(prominence))
-    for divisor in (2, 3):
+    for divisor in divisors:
         near = np.flatnonzero(np.abs(peaks - peaks[best] / divisor) <= 2)
         if len(near) and prominence[near].max() >= 0.8 * prominence[best]:
             best = int(near[np.argmax(prominence[near])])
@@ -213,16 +231,20 @@ def _jacobian(homography: np.ndarray, paper: np.ndarray) -> np.ndarray:
     return jac / np.square(den)[:, None, None]
 
 
-def fit_perspective(rgb: np.ndarray, px_per_mm: float, min_strength: float = 0.05) -> PerspectiveFit | None:
+def fit_perspective(rgb: np.ndarray, px_per_mm: float, min_strength: float = 0.05,
+                    kind: str | None = None) -> PerspectiveFit | None:
     """The homography whose local scale and shear best match the grid's lattice across the
     page: it undoes the perspective of a photographed page (a tilted phone makes the grid
     finer on the far side, which stretches time there). None when too few tiles show grid."""
     # Read the lattice at about 4 px per mm: 5 mm periods of 20 px in tiles of 128 px.
     shrink = max(1.0, px_per_mm / 4.0)
     small = cv2.resize(rgb, None, fx=1 / shrink, fy=1 / shrink, interpolation=cv2.INTER_AREA) if shrink > 1 else rgb
-    signal = grid_signal(small)
     # Shading (a phone's light, a curled page) dwarfs the thin lines: keep only detail finer than 5 mm.
-    signal -= cv2.GaussianBlur(signal, (0, 0), 5.0 * px_per_mm / shrink)
+    if kind is None:
+        signal = grid_signal(small)
+        signal -= cv2.GaussianBlur(signal, (0, 0), 5.0 * px_per_mm / shrink)
+    else:
+        signal = _fine_detail(grid_signal(small, kind), 5.0 * px_per_mm / shrink)
     tiles = tile_autocorrelations(signal, 128, 64)
     if len(tiles) < 8:
         return None
@@ -286,7 +308,29 @@ def _fit_map(readings: list[tuple[np.ndarray, np.ndarray, float]], centre: np.nd
     return params, float(np.sqrt(np.median(np.square(misfit))))
 
 
-def lattice_period(rgb: np.ndarray) -> float | None:
+def lattice_period(rgb: np.ndarray) -> tuple[float | None, str | None]:
+    """Pixels per mm of the 5 mm lattice (None without a grid), and the grid signal
+    ("saturation" or "darkness") it was read in when the tiles' vote overruled the scan of
+    `_scanned_period` (None: the signal `grid_signal` picks)."""
+    scanned = _scanned_period(rgb)
+    shrink = max(1.0, max(rgb.shape[:2]) / 1600.0)
+    small = cv2.resize(rgb, None, fx=1 / shrink, fy=1 / shrink, interpolation=cv2.INTER_AREA) if shrink > 1 else rgb
+    best: tuple[float, float | None, str | None] = (0.0, None, None)
+    # A colour test cannot tell which signal holds the grid: a coloured background or stain
+    # passes it while a JPEG's coarse chroma blurs the lines away. Read both; keep the clearer.
+    for kind in ("saturation", "darkness"):
+        period, support = _voted_period(_fine_detail(grid_signal(small, kind), 15.0), shrink)
+        if period is not None and support > best[0]:
+            best = (support, period, kind)
+    voted, kind = best[1], best[2]
+    # The scan's failures: no grid where the page fills a small part of a photo, or 10 or 15 mm
+    # taken for 5 mm when blurred lines flatten the short lags. Otherwise it is the finer reading.
+    if voted is not None and (scanned is None or any(abs(scanned / voted / k - 1) < 0.1 for k in (2, 3))):
+        return voted, kind
+    return scanned, None
+
+
+def _scanned_period(rgb: np.ndarray) -> float | None:
     """Pixels per mm from the 5 mm lattice the tiles agree on, for photos whose perspective
     smears the page-wide profile `measure_grid` reads. Each axis is scored on its own (a
     tilted page is finer one way than the other), and a period whose half or third scores
@@ -327,11 +371,45 @@ def lattice_period(rgb: np.ndarray) -> float | None:
     return float(np.mean(found)) * shrink / 5.0 if found else None
 
 
+def _voted_period(signal: np.ndarray, shrink: float) -> tuple[float | None, float]:
+    """Each tile reads its own 5 mm period along each axis from its autocorrelation's profile,
+    peaks scored by prominence as `measure_grid` does (blurred lines make broad peaks that a
+    flank test underrates at short lags). A tile votes when both axes agree within 15 % (a
+    square lattice seen in perspective; a row of heartbeats repeats along one axis only); the
+    period is the one most tiles vote for (the background's tiles vote anywhere). Also returns
+    the voters' summed strength."""
+    lo, hi = 8.0, 5 * MAX_PX_PER_MM / shrink
+    votes, weights = [], []
+    for _, ac in tile_autocorrelations(signal, 192, 96):
+        c = ac.shape[0] // 2
+        readings = [_period(ac[c - 1 : c + 2, c:].max(axis=0), lo, hi, divisors=()),
+                    _period(ac[c:, c - 1 : c + 2].max(axis=1), lo, hi, divisors=())]
+        (px, sx), (py, sy) = readings
+        if min(sx, sy) >= VOTE and abs(np.log(px / py)) < 0.15:
+            votes.append(np.sqrt(px * py))
+            weights.append(min(sx, sy))
+    if len(votes) < 3:
+        return None, 0.0
+    votes, weights = np.array(votes), np.array(weights)
+    near = np.abs(np.log(votes[:, None] / votes[None, :])) < 0.1
+    support = near.astype(float) @ weights
+    centre = int(np.argmax(support))
+    # Blurred lines make the 10 and 15 mm peaks as prominent as the 5 mm one, so tiles split
+    # their votes among them: the smallest period with a fair share of the votes is 5 mm.
+    for divisor in (3, 2):
+        part = np.flatnonzero(np.abs(np.log(votes * divisor / votes[centre])) < 0.1)
+        if len(part) and support[part].max() >= 0.5 * support[centre]:
+            centre = int(part[np.argmax(support[part])])
+            break
+    agree = near[centre]
+    return float(np.median(votes[agree])) * shrink / 5.0, float(weights[agree].sum())
+
+
 def rectify_grid(rgb: np.ndarray) -> tuple[PerspectiveFit | None, GridMeasurement | None]:
     """The grid's rectification, starting from the tiles' period; failing that, from the
     page-wide one, which is returned too when it was measured."""
-    px_per_mm = lattice_period(rgb)
-    fit = fit_perspective(rgb, px_per_mm) if px_per_mm is not None else None
+    px_per_mm, kind = lattice_period(rgb)
+    fit = fit_perspective(rgb, px_per_mm, kind=kind) if px_per_mm is not None else None
     if fit is not None:
         return fit, None
     grid = measure_grid(rgb)
