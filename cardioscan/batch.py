@@ -227,8 +227,10 @@ class PageWorker:
         self.options = options
         self.digitizer = Digitizer(timing=options.timing, device=options.device)
         trace_net = self.digitizer.trace_net
+        source_net = self.digitizer.source_net
         self.versions = {"cardioscan": __version__,
-                         "trace_model": trace_net.version if trace_net else "classical ink mask"}
+                         "trace_model": trace_net.version if trace_net else "classical ink mask",
+                         "source_model": source_net.version if source_net else None}
 
     def run(self, job: PageJob, out: str) -> dict:
         from cardioscan.pipeline import NO_ECG
@@ -237,7 +239,7 @@ class PageWorker:
         row = {**failed_row(job, None), "versions": self.versions}
         try:
             result = self.digitizer.digitize_file(Path(job.input), job.page, self.options.pdf_dpi)
-            row.update(layout=result.layout, flags=result.flags,
+            row.update(layout=result.layout, flags=result.flags, source=result.source.summary() if result.source else None,
                        quality=dict(zip(LEAD_NAMES, np.round(result.record.quality, 3).tolist(), strict=True)))
             if any(flag.startswith(NO_ECG) for flag in result.flags):
                 row["reason"] = "; ".join(result.flags)

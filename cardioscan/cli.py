@@ -150,6 +150,9 @@ def digitize(
         cal = summary["calibration"]
         typer.echo(f"{image}: layout {summary['layout']}, {cal['px_per_mm']:.2f} px/mm, "
                    f"{cal['mm_per_s']:g} mm/s, {cal['mm_per_mv']:g} mm/mV", err=True)
+        if result.source is not None:
+            typer.echo(f"source: {result.source.category} (p {result.source.probability:.2f}); preprocessing: "
+                       f"{', '.join(result.preprocessing) or 'none'}", err=True)
         typer.echo("quality: " + " ".join(f"{k}={v['quality']:.2f}" for k, v in summary["leads"].items()), err=True)
         for flag in summary["flags"]:
             typer.echo(f"flag: {flag}", err=True)
@@ -185,7 +188,7 @@ def evaluate_command(
 
 @app.command("train")
 def train_command(
-    stage: Annotated[str, typer.Argument(help="Stage to train: trace or lvef (align, grid, source to come).")],
+    stage: Annotated[str, typer.Argument(help="Stage to train: trace, source or lvef (align and grid to come).")],
     config: Annotated[Path | None, typer.Option(help="YAML config (default: configs/<stage>.yaml).")] = None,
     data: Annotated[Path | None, typer.Option(help="Directory of `cardioscan synth` pages to train on.")] = None,
     val: Annotated[Path | None, typer.Option(help="Held-out `cardioscan synth` pages to validate on.")] = None,
@@ -206,6 +209,9 @@ def train_command(
         fail(f"no config {config_path}; pass --config")
     if stage == "lvef":
         _train_lvef(config_path, table, run, max_minutes, steps)
+        return
+    if stage == "source":
+        _train_source(config_path, data, val, run, max_minutes, steps)
         return
     from cardioscan.train import TrainConfig, train
 
@@ -288,6 +294,24 @@ def _run_with_progress(run, *args):
                        rate=f"{pages / (time.perf_counter() - started):.2f} pages/s")
 
         return run(*args, progress=tick)
+
+
+def _train_source(config_path: Path, data: Path | None, val: Path | None, run: Path | None,
+                  max_minutes: float | None, steps: int | None) -> None:
+    from dataclasses import replace
+
+    from cardioscan.source import SourceConfig, train_source
+
+    try:
+        cfg = SourceConfig.load(config_path)
+    except (TypeError, ValueError) as exc:
+        fail(f"{config_path}: {exc}")
+    cfg = replace(cfg, train_dirs=[str(data)] if data else cfg.train_dirs, val_dir=str(val or cfg.val_dir),
+                  steps=steps or cfg.steps)
+    try:
+        train_source(cfg, run or Path("runs") / "source", max_minutes, log=lambda m: typer.echo(m, err=True))
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
 
 
 def _train_lvef(config_path: Path, table: Path | None, run: Path | None, max_minutes: float | None,

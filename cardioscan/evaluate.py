@@ -26,7 +26,7 @@ class Page:
     layout: str
 
 
-def _pages(directory: Path) -> list[Page]:
+def pages_with_truth(directory: Path) -> list[Page]:
     """`cardioscan synth` pages (image + .json + .npz), or images beside a WFDB record of the
     same stem (`a.png` + `a.hea`), whose true signal is then taken as the whole record."""
     pages = []
@@ -52,18 +52,21 @@ def resample_record(record: EcgRecord, fs: float, n: int) -> np.ndarray:
     return out
 
 
-def evaluate_directory(directory: Path, limit: int | None = None) -> dict:
-    digitizer = Digitizer()
+def score_page(digitizer: Digitizer, page: Page) -> dict:
+    """One page through the whole pipeline: Kaggle (signal, noise) powers, Challenge dB, seconds."""
+    start = time.perf_counter()
+    result = digitizer.digitize_file(page.image)
+    seconds = time.perf_counter() - start
+    estimate = resample_record(result.record, page.fs, page.truth.shape[1])
+    kaggle = kaggle2025_snr(page.truth, estimate, fs=page.fs)
+    challenge = challenge2024_snr(np.nan_to_num(page.truth), estimate)
+    return {"kaggle": (kaggle.signal_power, kaggle.noise_power), "challenge_db": challenge.mean_db, "seconds": seconds}
+
+
+def group_report(scored: list[tuple[Page, dict]]) -> dict:
+    """Both metrics overall, per source category and per layout."""
     groups: dict[str, list[dict]] = defaultdict(list)
-    for page in _pages(directory)[:limit]:
-        start = time.perf_counter()
-        result = digitizer.digitize_file(page.image)
-        seconds = time.perf_counter() - start
-        estimate = resample_record(result.record, page.fs, page.truth.shape[1])
-        kaggle = kaggle2025_snr(page.truth, estimate, fs=page.fs)
-        challenge = challenge2024_snr(np.nan_to_num(page.truth), estimate)
-        row = {"kaggle": (kaggle.signal_power, kaggle.noise_power), "challenge_db": challenge.mean_db,
-               "seconds": seconds}
+    for page, row in scored:
         for key in ("all", f"category:{page.category}", f"layout:{page.layout}"):
             groups[key].append(row)
     report = {}
@@ -75,6 +78,11 @@ def evaluate_directory(directory: Path, limit: int | None = None) -> dict:
             "seconds_per_page": round(float(np.mean([r["seconds"] for r in rows])), 2),
         }
     return report
+
+
+def evaluate_directory(directory: Path, limit: int | None = None) -> dict:
+    digitizer = Digitizer()
+    return group_report([(page, score_page(digitizer, page)) for page in pages_with_truth(directory)[:limit]])
 
 
 def format_report(report: dict) -> str:

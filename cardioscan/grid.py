@@ -27,6 +27,7 @@ from scipy.signal import find_peaks
 MIN_PX_PER_MM, MAX_PX_PER_MM = 2.5, 16.0
 CLIP_PERCENTILE = 97.0  # grid signal detail is clipped at this percentile of its size
 VOTE = 0.1  # autocorrelation prominence for a tile to vote on the period
+LAG_MARGIN = 8  # tile autocorrelations reach this far beyond half the tile (peak refinement's room)
 
 
 @dataclass
@@ -160,26 +161,36 @@ def _refine(ac: np.ndarray, col: int, row: int) -> tuple[float, float]:
 
 
 def tile_autocorrelations(signal: np.ndarray, tile: int, step: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per tile (every `step` px): its centre (x, y) and its normalised 2-D autocorrelation,
-    zero lag at [tile, tile]. The grid makes peaks at its lattice vectors, wherever it is."""
+    """Per tile (every `step` px): its centre (x, y) and its normalised 2-D autocorrelation at
+    lags up to `max_lag(tile)`, zero lag in the middle. The grid makes peaks at its lattice
+    vectors, wherever it is."""
     h, w = signal.shape
     if h < tile or w < tile:
         return []
+    lag = max_lag(tile)
     window = np.outer(np.hanning(tile), np.hanning(tile)).astype(np.float32)
     patches = sliding_window_view(signal, (tile, tile))[::step, ::step]
     rows, cols = patches.shape[:2]
     patches = patches.reshape(-1, tile, tile).astype(np.float32)
-    # All tiles in one batched single-precision FFT: the per-tile loop was most of the grid stage's time.
-    spectra = scipy.fft.rfft2((patches - patches.mean(axis=(1, 2), keepdims=True)) * window,
-                              s=(2 * tile, 2 * tile), workers=-1)
-    acs = np.fft.fftshift(scipy.fft.irfft2(spectra * np.conj(spectra), s=(2 * tile, 2 * tile), workers=-1),
-                          axes=(1, 2))
+    # All tiles in one batched single-precision FFT, padded only as far as the lags read:
+    # circular correlation equals the linear one up to lag n - tile.
+    n = scipy.fft.next_fast_len(tile + lag, real=True)
+    spectra = scipy.fft.rfft2((patches - patches.mean(axis=(1, 2), keepdims=True)) * window, s=(n, n), workers=-1)
+    full = scipy.fft.irfft2(spectra * np.conj(spectra), s=(n, n), workers=-1)
+    lags = np.arange(-lag, lag + 1) % n
+    acs = full[:, lags][:, :, lags]
     found = []
     for i, ac in enumerate(acs):
-        if ac[tile, tile] > 0:
+        if ac[lag, lag] > 0:
             centre = np.array([(i % cols) * step + tile / 2, (i // cols) * step + tile / 2])
-            found.append((centre, ac / ac[tile, tile]))
+            found.append((centre, ac / ac[lag, lag]))
     return found
+
+
+def max_lag(tile: int) -> int:
+    """The longest lag read from a tile's autocorrelation: lattice vectors are refined on their
+    multiple nearest 0.4 tile, and a tile shows no period longer than half its side."""
+    return tile // 2 + LAG_MARGIN
 
 
 def lattice_vector(ac: np.ndarray, expected: np.ndarray, tolerance: float = 0.12) -> tuple[np.ndarray, float]:
@@ -199,7 +210,8 @@ def lattice_vector(ac: np.ndarray, expected: np.ndarray, tolerance: float = 0.12
     # fall of traces' and text's autocorrelation is not.
     flanks = [ac[c + round(f * (y - c)), c + round(f * (x - c))] for f in (0.9, 1.1)]
     strength = float(region[r, k] - np.mean(flanks))
-    multiple = max(1, int(0.4 * c / np.linalg.norm(expected)))
+    tile = 2 * (c - LAG_MARGIN)
+    multiple = max(1, int(0.4 * tile / np.linalg.norm(expected)))
     if multiple > 1:
         x, y = _refine(ac, c + round(multiple * (x - c)), c + round(multiple * (y - c)))
     return np.array([x - c, y - c]) / multiple, strength

@@ -1,8 +1,9 @@
 """The one Python API behind `digitize`, `eval` and (later) `batch`: image in, EcgRecord out.
 
-Stage 2 reads trace pixels with the trained network when its weights are installed (the
-classical ink mask otherwise, flagged); orientation and the grid's rectification are
-classical stand-ins for the networks of DESIGN.md, behind the same types. What the tool is
+The source classifier (when its weights are installed) names the page's capture and paper
+damage and routes its preprocessing; stage 2 reads trace pixels with the trained network
+when its weights are installed (the classical ink mask otherwise, flagged); orientation and
+the grid's rectification are classical stand-ins for the networks of DESIGN.md, behind the same types. What the tool is
 unsure of is said in `flags`, never hidden.
 """
 
@@ -28,7 +29,9 @@ from cardioscan.postprocess import (
     speed_from_pulses,
     split_segments,
 )
+from cardioscan.preprocess import branches_for, load_routing, preprocess
 from cardioscan.record import LEAD_NAMES, EcgRecord
+from cardioscan.source import SOURCE_WEIGHTS, SourceClassifier, SourceEstimate
 from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, check_timing_mode, infer_timing
 from cardioscan.trace import TRACE_WEIGHTS, RowTrace, TraceNet, find_rows, follow_rows, ink_mask, trace_ink
 
@@ -49,6 +52,8 @@ class DigitizeResult:
     rows: list[RowTrace]
     frame: PageFrame  # how the input was turned and straightened to read the rows
     grid_fit: PerspectiveFit | None  # the grid's rectification, when the grid was clear enough
+    source: SourceEstimate | None  # None without the classifier's weights
+    preprocessing: list[str]  # the branches the page was repaired with, in order
     flags: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -63,7 +68,8 @@ class DigitizeResult:
             "grid": {"rectified": self.grid_fit is not None,
                      "tiles": self.grid_fit.tiles if self.grid_fit else 0,  # grid patches the rectification fits
                      "residual": round(self.grid_fit.residual, 4) if self.grid_fit else None},
-            "source": {"category": None, "probability": None},
+            "source": ({"category": None, "probability": None} if self.source is None else self.source.summary()),
+            "preprocessing": self.preprocessing,
             "calibration": {"px_per_mm": round(self.calibration.px_per_mm, 4),
                             "mm_per_s": self.calibration.mm_per_s, "mm_per_mv": self.calibration.mm_per_mv},
             "keypoints": {},
@@ -116,10 +122,13 @@ class Digitizer:
     """Load once, digitize many pages."""
 
     def __init__(self, fs: float = 500.0, mm_per_s: float | None = None, timing: str = "auto",
-                 trace_weights: Path | None = TRACE_WEIGHTS, device: str = "cpu") -> None:
+                 trace_weights: Path | None = TRACE_WEIGHTS, device: str = "cpu",
+                 source_weights: Path | None = SOURCE_WEIGHTS, routing: dict[str, list[str]] | None = None) -> None:
         """`mm_per_s=None` reads the paper speed from the calibration pulses (25 mm/s when there
         are none, flagged); `trace_weights=None` (or a missing file) reads traces with the
-        classical ink mask; `device` runs the networks ("cpu", "cuda", "cuda:1")."""
+        classical ink mask; `source_weights=None` (or a missing file) skips the source classifier
+        and its preprocessing; `routing` overrides `configs/source.yaml`'s table; `device` runs
+        the networks ("cpu", "cuda", "cuda:1")."""
         check_timing_mode(timing)  # before any page is read
         check_device(device)
         self.fs = fs
@@ -127,6 +136,9 @@ class Digitizer:
         self.timing = timing
         self.trace_net = (TraceNet(trace_weights, device)
                           if trace_weights is not None and trace_weights.exists() else None)
+        self.source_net = (SourceClassifier(source_weights, device)
+                           if source_weights is not None and source_weights.exists() else None)
+        self.routing = load_routing() if routing is None else routing
 
     def trace_mask(self, rgb: np.ndarray) -> np.ndarray:
         if self.trace_net is None:
@@ -144,8 +156,15 @@ class Digitizer:
     def digitize(self, page: LoadedPage) -> DigitizeResult:
         seconds: dict[str, float] = {}
         flags: list[str] = []
+        source, branches, prepared = None, [], page.rgb
+        if self.source_net is not None:
+            t = time.perf_counter()
+            source = self.source_net.classify(page.rgb)
+            branches = branches_for(source, self.routing)
+            prepared = preprocess(page.rgb, branches)
+            seconds["source"] = time.perf_counter() - t
         t = time.perf_counter()
-        mask = self.trace_mask(page.rgb)
+        mask = self.trace_mask(prepared)
         seconds["trace"] = time.perf_counter() - t
         if self.trace_net is None:
             flags.append("trace network weights not installed: classical ink mask used")
@@ -153,7 +172,7 @@ class Digitizer:
         t = time.perf_counter()
         white = (255, 255, 255)
         frame = PageFrame.fit(mask)
-        rgb = frame.apply(page.rgb, border=white)
+        rgb = frame.apply(prepared, border=white)
         seconds["align"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -161,7 +180,7 @@ class Digitizer:
         px_per_mm = grid.px_per_mm if grid is not None and grid.found else None  # None: no grid read
         if fit is not None:
             frame = frame.then(np.linalg.inv(fit.homography), fit.shape)
-            rgb = frame.apply(page.rgb, border=white)
+            rgb = frame.apply(prepared, border=white)
             # The page-wide period of the now even grid pins the scale more finely than the tiles.
             even = measure_grid(rgb)
             agrees = even.found and abs(even.px_per_mm / fit.px_per_mm - 1) < 0.02
@@ -229,14 +248,18 @@ class Digitizer:
         record.provenance.update({"input": str(page.path), "page": str(page.page), "cardioscan": __version__,
                                   "layout": str(layout), "px_per_mm": f"{px_per_mm:.4f}",
                                   "mm_per_mv": f"{gain:g}", "mm_per_s": f"{speed:g}",
-                                  "trace_model": self.trace_net.version if self.trace_net else "classical ink mask"})
+                                  "trace_model": self.trace_net.version if self.trace_net else "classical ink mask",
+                                  "preprocessing": ", ".join(branches) or "none"})
+        if source is not None:
+            record.provenance["source"] = f"{source.category} (p {source.probability:.2f}, {self.source_net.version})"
         if timing is not None:
             record.provenance["timing"] = f"{timing.convention} ({timing.evidence}, margin {timing.margin:.2f})"
             for seg, offset, confidence in zip(segments, timing.offsets_s, timing.confidence, strict=True):
                 key = f"offset {seg.lead}{' rhythm' if seg.is_rhythm else ''}"
                 record.provenance[key] = f"{offset:.3f} s (confidence {confidence:.2f})"
         seconds["postprocess"] = time.perf_counter() - t
-        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, fit, flags, seconds)
+        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, fit, source, branches,
+                              flags, seconds)
 
 
 def draw_overlay(result: DigitizeResult) -> np.ndarray:

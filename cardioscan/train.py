@@ -198,10 +198,11 @@ def validate(model: CoordUnet, crops: list, batch: int) -> dict:
             "f1_per_category": {k: round(float(np.mean(v)), 4) for k, v in sorted(per_category.items())}}
 
 
-def _lr_factor(step: int, config: TrainConfig) -> float:
-    if step < config.warmup:
-        return (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+def lr_factor(step: int, warmup: int, steps: int) -> float:
+    """Linear warm-up, then a cosine down to 2 % of the peak over the schedule's `steps`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -289,7 +290,7 @@ def train(config: TrainConfig, run: Path, max_minutes: float | None = None,
             image, target, coords = pending.result()
             pending = loader.submit(make_batch)
             for group in optimiser.param_groups:
-                group["lr"] = config.lr * _lr_factor(step, config)
+                group["lr"] = config.lr * lr_factor(step, config.warmup, config.steps)
             t = time.monotonic()
             with autocast:
                 logits = model(image, coords)["maps"]
