@@ -27,6 +27,7 @@ from scipy.signal import find_peaks
 MIN_PX_PER_MM, MAX_PX_PER_MM = 2.5, 16.0
 CLIP_PERCENTILE = 97.0  # grid signal detail is clipped at this percentile of its size
 VOTE = 0.1  # autocorrelation prominence for a tile to vote on the period
+PERIOD_TILE = 192  # tile side (px, on the page shrunk to 1600 px) of the period scan and vote
 LAG_MARGIN = 8  # tile autocorrelations reach this far beyond half the tile (peak refinement's room)
 
 
@@ -84,9 +85,12 @@ def _strip_autocorrelation(signal: np.ndarray, axis: int, strip: int = 128) -> n
     return np.mean(acs, axis=0) if acs else np.zeros(1)
 
 
-def _period(ac: np.ndarray, lo: float, hi: float, divisors: tuple[int, ...] = (2, 3)) -> tuple[float, float]:
-    """Best period (px) in [lo, hi] of an autocorrelation, and its strength."""
+def _period(ac: np.ndarray, lo: float, hi: float, divisors: tuple[int, ...] = (2, 3),
+            reliable: int | None = None) -> tuple[float, float]:
+    """Best period (px) in [lo, hi] of an autocorrelation, and its strength; multiples of the
+    period refine it up to lag `reliable` (default: half the autocorrelation's length)."""
     n = len(ac)
+    reliable = n // 2 if reliable is None else reliable
     lo_i, hi_i = int(np.floor(lo)), min(int(np.ceil(hi)) + 1, n - 1)
     if hi_i - lo_i < 3:
         return float("nan"), 0.0
@@ -111,7 +115,7 @@ def _period(ac: np.ndarray, lo: float, hi: float, divisors: tuple[int, ...] = (2
     period = float(k)
     for m in range(2, 13):
         lag = int(round(m * period))
-        if lag + 2 >= n // 2:
+        if lag + 2 >= reliable:
             break
         window = ac[lag - 2 : lag + 3]
         j = lag - 2 + int(np.argmax(window))
@@ -212,6 +216,8 @@ def lattice_vector(ac: np.ndarray, expected: np.ndarray, tolerance: float = 0.12
     strength = float(region[r, k] - np.mean(flanks))
     tile = 2 * (c - LAG_MARGIN)
     multiple = max(1, int(0.4 * tile / np.linalg.norm(expected)))
+    while multiple > 1 and multiple * max(abs(x - c), abs(y - c)) + 3 >= c:  # a short vector found long
+        multiple -= 1
     if multiple > 1:
         x, y = _refine(ac, c + round(multiple * (x - c)), c + round(multiple * (y - c)))
     return np.array([x - c, y - c]) / multiple, strength
@@ -360,7 +366,7 @@ def _scanned_period(rgb: np.ndarray) -> float | None:
     small = cv2.resize(rgb, None, fx=1 / shrink, fy=1 / shrink, interpolation=cv2.INTER_AREA) if shrink > 1 else rgb
     signal = grid_signal(small)
     signal -= cv2.GaussianBlur(signal, (0, 0), 15.0)
-    tiles = [ac for _, ac in tile_autocorrelations(signal, 192, 96)]
+    tiles = [ac for _, ac in tile_autocorrelations(signal, PERIOD_TILE, PERIOD_TILE // 2)]
     if not tiles:
         return None
     stack = np.stack(tiles)
@@ -401,10 +407,10 @@ def _voted_period(signal: np.ndarray, shrink: float) -> tuple[float | None, floa
     the voters' summed strength."""
     lo, hi = 8.0, 5 * MAX_PX_PER_MM / shrink
     votes, weights = [], []
-    for _, ac in tile_autocorrelations(signal, 192, 96):
+    for _, ac in tile_autocorrelations(signal, PERIOD_TILE, PERIOD_TILE // 2):
         c = ac.shape[0] // 2
-        readings = [_period(ac[c - 1 : c + 2, c:].max(axis=0), lo, hi, divisors=()),
-                    _period(ac[c:, c - 1 : c + 2].max(axis=1), lo, hi, divisors=())]
+        readings = [_period(ac[c - 1 : c + 2, c:].max(axis=0), lo, hi, divisors=(), reliable=PERIOD_TILE // 2),
+                    _period(ac[c:, c - 1 : c + 2].max(axis=1), lo, hi, divisors=(), reliable=PERIOD_TILE // 2)]
         (px, sx), (py, sy) = readings
         if min(sx, sy) >= VOTE and abs(np.log(px / py)) < 0.15:
             votes.append(np.sqrt(px * py))
