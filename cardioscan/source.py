@@ -49,11 +49,11 @@ class SourceConfig:
     drop_rate: float = 0.2
     threads: int = 2
     seed: int = 0
-    routing: dict[str, list[str]] = field(default_factory=dict)  # category -> preprocessing branches
 
     @classmethod
     def load(cls, path: Path) -> SourceConfig:
         raw = yaml.safe_load(path.read_text())
+        raw.pop("routing", None)  # the preprocessing table beside it is read at inference (cardioscan.preprocess)
         if "input_size" in raw:
             raw["input_size"] = tuple(raw["input_size"])
         return cls(**raw)
