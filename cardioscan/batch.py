@@ -239,7 +239,8 @@ class PageWorker:
         row = {**failed_row(job, None), "versions": self.versions}
         try:
             result = self.digitizer.digitize_file(Path(job.input), job.page, self.options.pdf_dpi)
-            row.update(layout=result.layout, flags=result.flags, source=result.source.summary() if result.source else None,
+            row.update(layout=result.layout, flags=result.flags,
+                       source=result.source.summary() if result.source else None,
                        quality=dict(zip(LEAD_NAMES, np.round(result.record.quality, 3).tolist(), strict=True)))
             if any(flag.startswith(NO_ECG) for flag in result.flags):
                 row["reason"] = "; ".join(result.flags)

@@ -3,8 +3,8 @@
 The source classifier (when its weights are installed) names the page's capture and paper
 damage and routes its preprocessing; stage 2 reads trace pixels with the trained network
 when its weights are installed (the classical ink mask otherwise, flagged); orientation and
-the grid's rectification are classical stand-ins for the networks of DESIGN.md, behind the same types. What the tool is
-unsure of is said in `flags`, never hidden.
+the grid's rectification are classical stand-ins for the networks of DESIGN.md, behind the
+same types. What the tool is unsure of is said in `flags`, never hidden.
 """
 
 from __future__ import annotations
