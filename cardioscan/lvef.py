@@ -276,6 +276,7 @@ def _train(table: Path, cfg: LvefConfig, run: Path, max_minutes: float | None, l
     spread = float(np.nanstd(train_y)) or 1.0
     baseline = regression_figures(np.full_like(val_y, centre), val_y)
 
+    torch.manual_seed(cfg.seed)  # the same initial weights every run: a seeded run is repeatable
     model = LvefNet(cfg)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run.mkdir(parents=True, exist_ok=True)
