@@ -189,31 +189,31 @@ def save_source_weights(model: torch.nn.Module, config: SourceConfig, info: dict
 
 def write_model_card(run: Path, config: SourceConfig, step: int, validation: dict, seconds: float,
                      train_pages: int) -> None:
+    from cardioscan.train import model_card
+
     rows = [f"| {c} | {v['pages']} | {v['accuracy']:.3f} | {v['apt']:.3f} |"
             for c, v in validation["per_category"].items()]
-    lines = [
-        "# cardioscan source model", "",
-        f"- Architecture: timm `{config.model}` (random init, trained here), 12 outputs: the 8 capture kinds "
-        "(softmax) and the 4 paper conditions (sigmoids); whole page shrunk to "
-        f"{config.input_size[0]}×{config.input_size[1]}.",
-        f"- Data: {train_pages} pages rendered by `cardioscan synth` in {', '.join(config.train_dirs)}; "
-        "light framing and exposure augmentation.",
-        f"- Steps: {step} of a {config.steps}-step schedule, batch {config.batch}, AdamW lr {config.lr}, "
+    card = model_card(
+        "source classifier",
+        f"timm `{config.model}` (random init, trained here), 12 outputs: the 8 capture kinds (softmax) and the 4 "
+        f"paper conditions (sigmoids); whole page shrunk to {config.input_size[0]}×{config.input_size[1]}.",
+        f"{train_pages} pages rendered by `cardioscan synth` in {', '.join(config.train_dirs)}; light framing and "
+        "exposure augmentation.",
+        f"Steps: {step} of a {config.steps}-step schedule, batch {config.batch}, AdamW lr {config.lr}, "
         f"{seconds / 3600:.2f} h of training on this machine.",
-        f"- Validation on `{config.val_dir}` ({sum(v['pages'] for v in validation['per_category'].values())} pages): "
-        f"category accuracy {validation['accuracy']:.3f} (a label that applies: {validation['apt_accuracy']:.3f}), "
-        f"capture accuracy {validation['capture_accuracy']:.3f}, condition F1 "
-        + ", ".join(f"{k} {v:.3f}" for k, v in validation["condition_f1"].items()) + ".",
-        "", "| category | pages | accuracy | a label that applies |", "|---|---|---|---|", *rows,
-        "", "Config:", "", "```yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).rstrip(), "```",
-    ]
-    (run / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+        [f"On `{config.val_dir}` ({sum(v['pages'] for v in validation['per_category'].values())} pages): category "
+         f"accuracy {validation['accuracy']:.3f} (a label that applies: {validation['apt_accuracy']:.3f}), capture "
+         f"accuracy {validation['capture_accuracy']:.3f}, condition F1 "
+         + ", ".join(f"{k} {v:.3f}" for k, v in validation["condition_f1"].items()) + ".",
+         "", "| category | pages | accuracy | a label that applies |", "|---|---|---|---|", *rows],
+        config.to_dict())
+    (run / "MODEL_CARD.md").write_text(card)
 
 
 def train_source(config: SourceConfig, run: Path, max_minutes: float | None = None,
                  log: Callable[[str], None] = print) -> dict:
     """Train (or resume) the classifier in `run`; returns the last validation figures."""
-    from cardioscan.train import lr_factor, resume, save_checkpoint
+    from cardioscan.train import lr_factor, resume, save_checkpoint, take_step
 
     torch.set_num_threads(config.threads)
     run.mkdir(parents=True, exist_ok=True)
@@ -239,18 +239,13 @@ def train_source(config: SourceConfig, run: Path, max_minutes: float | None = No
         while step < config.steps:
             idx = rng.integers(len(train_pages.capture), size=config.batch)
             images = np.stack([augment(image=train_pages.images[i])["image"] for i in idx])
-            for group in optimiser.param_groups:
-                group["lr"] = config.lr * lr_factor(step, config.warmup, config.steps)
-            t = time.monotonic()
-            logits = model(to_tensor(images))
-            loss = source_loss(logits, torch.from_numpy(train_pages.capture[idx]),
-                               torch.from_numpy(train_pages.conditions[idx]))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            seconds += time.monotonic() - t
+            loss, took = take_step(optimiser, config.lr * lr_factor(step, config.warmup, config.steps),
+                                   lambda x, capture, conditions: source_loss(model(x), capture, conditions),
+                                   to_tensor(images), torch.from_numpy(train_pages.capture[idx]),
+                                   torch.from_numpy(train_pages.conditions[idx]))
+            seconds += took
             step += 1
-            running.append(loss.item())
+            running.append(loss)
             out_of_time = max_minutes is not None and time.monotonic() - started > 60 * max_minutes
             if step % config.val_every == 0 or step == config.steps or out_of_time:
                 validation = accuracy_report(val_pages, *predict(model, val_pages.images))

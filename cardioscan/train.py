@@ -206,26 +206,45 @@ def lr_factor(step: int, warmup: int, steps: int) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def model_card(title: str, model: str, data: str, steps: str, validation: list[str], config: dict) -> str:
+    """The card every trainer writes beside its weights: model, data, steps, validation figures, config."""
+    return "\n".join([
+        f"# Model card: {title}", "", "This card gives the model, its training data, steps, config and validation figures.",
+        "", "## Model", "", model, "", "## Data", "", data, "", "## Steps", "", steps,
+        "", "## Validation figures", "", *validation,
+        "", "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""])
+
+
 def write_model_card(run: Path, config: TrainConfig, step: int, validation: dict, seconds: float) -> None:
-    lines = [
-        f"# cardioscan {config.stage} model", "",
-        f"- Architecture: `CoordUnet` (cardioscan/models.py), encoder `{config.model.encoder}` (random init, "
-        f"trained here), depth {config.model.encoder_depth}, decoder {config.model.decoder_channels}, "
-        f"CoordConv {config.model.coord}.",
-        f"- Data: pages rendered by `cardioscan synth` in `{config.train_dir}` "
+    card = model_card(
+        f"{config.stage} (`CoordUnet`)",
+        f"`CoordUnet` (cardioscan/models.py), encoder `{config.model.encoder}` (random init, trained here), depth "
+        f"{config.model.encoder_depth}, decoder {config.model.decoder_channels}, CoordConv {config.model.coord}.",
+        f"Pages rendered by `cardioscan synth` in `{config.train_dir}` "
         f"({len(list(Path(config.train_dir).glob('*.json')))} pages); crops {config.crop[0]}×{config.crop[1]} at "
         f"scale {config.scale[0]}–{config.scale[1]}, recoloured.",
-        f"- Steps: {step} of a {config.steps}-step schedule, batch {config.batch}, AdamW lr {config.lr}, "
+        f"Steps: {step} of a {config.steps}-step schedule, batch {config.batch}, AdamW lr {config.lr}, "
         f"{config.precision}, {seconds / 3600:.2f} h of training on this machine.",
-        f"- Validation ({2 * config.val_pages} fixed crops of the first {config.val_pages} pages of "
-        f"`{config.val_dir}`), pixels of the line at threshold 0.5: "
-        f"F1 {validation['f1']:.3f}, precision {validation['precision']:.3f}, recall {validation['recall']:.3f}, "
-        f"loss {validation['val_loss']:.4f}.",
-        "- F1 per source category: " + ", ".join(f"{k} {v:.3f}" for k, v in validation["f1_per_category"].items()),
-        "", "Config:", "", "```yaml", yaml.safe_dump(config.to_dict(), sort_keys=False).rstrip(), "```", "",
-        "Whole-pipeline figures (SNR) are measured with `cardioscan eval` and reported in the README.",
-    ]
-    (run / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+        [f"{2 * config.val_pages} fixed crops of the first {config.val_pages} pages of `{config.val_dir}`, pixels of "
+         f"the line at threshold 0.5: F1 {validation['f1']:.3f}, precision {validation['precision']:.3f}, "
+         f"recall {validation['recall']:.3f}, loss {validation['val_loss']:.4f}.", "",
+         "F1 per source category: " + ", ".join(f"{k} {v:.3f}" for k, v in validation["f1_per_category"].items()),
+         "", "Whole-pipeline figures (SNR) are measured with `cardioscan eval` and reported in the README."],
+        config.to_dict())
+    (run / "MODEL_CARD.md").write_text(card)
+
+
+def take_step(optimiser: torch.optim.Optimizer, lr: float, batch_loss: Callable[..., torch.Tensor],
+              *batch: object) -> tuple[float, float]:
+    """One optimiser step at learning rate `lr` on `batch_loss(*batch)`: the loss and the seconds it took."""
+    for group in optimiser.param_groups:
+        group["lr"] = lr
+    started = time.monotonic()
+    loss = batch_loss(*batch)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.item(), time.monotonic() - started
 
 
 def resume(run: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
@@ -280,6 +299,11 @@ def train(config: TrainConfig, run: Path, max_minutes: float | None = None,
         return (to_tensor(images).contiguous(memory_format=torch.channels_last),
                 torch.from_numpy(np.stack(targets))[:, None], torch.from_numpy(np.stack(coords)))
 
+    def batch_loss(image: torch.Tensor, coords: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            logits = model(image, coords)["maps"]
+        return trace_loss(logits, target)
+
     started = time.monotonic()
     validation: dict = {}
     running: list[float] = []
@@ -289,18 +313,11 @@ def train(config: TrainConfig, run: Path, max_minutes: float | None = None,
         while step < config.steps:
             image, target, coords = pending.result()
             pending = loader.submit(make_batch)
-            for group in optimiser.param_groups:
-                group["lr"] = config.lr * lr_factor(step, config.warmup, config.steps)
-            t = time.monotonic()
-            with autocast:
-                logits = model(image, coords)["maps"]
-            loss = trace_loss(logits, target)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            seconds += time.monotonic() - t
+            loss, took = take_step(optimiser, config.lr * lr_factor(step, config.warmup, config.steps), batch_loss,
+                                   image, coords, target)
+            seconds += took
             step += 1
-            running.append(loss.item())
+            running.append(loss)
             out_of_time = max_minutes is not None and time.monotonic() - started > 60 * max_minutes
             if step % config.val_every == 0 or step == config.steps or out_of_time:
                 validation = validate(model, val_crops, config.batch)
