@@ -12,9 +12,11 @@ import numpy as np
 from cardioscan.io.images import IMAGE_SUFFIXES
 from cardioscan.io.wfdb_io import read_wfdb
 from cardioscan.metrics import aggregate_kaggle, challenge2024_snr, kaggle2025_snr
-from cardioscan.pipeline import Digitizer
+from cardioscan.pipeline import Digitizer, DigitizeResult
 from cardioscan.record import EcgRecord, resample
-from cardioscan.synth.groundtruth import PageTruth
+from cardioscan.synth.groundtruth import MAJOR_MM, MAP_STEP, PageTruth
+
+GOOD_GEOMETRY_MM = 0.5  # the geometry target: grid points within 0.5 mm RMS of where they belong
 
 
 @dataclass
@@ -24,6 +26,7 @@ class Page:
     fs: float
     category: str
     layout: str
+    geometry: PageTruth | None = None  # a synth page's geometry truth (None for image + WFDB pairs)
 
 
 def pages_with_truth(directory: Path) -> list[Page]:
@@ -35,7 +38,7 @@ def pages_with_truth(directory: Path) -> list[Page]:
         if stem.with_suffix(".json").exists() and stem.with_suffix(".npz").exists():
             truth = PageTruth.load(stem)
             pages.append(Page(image, truth.shown, truth.meta["fs"], truth.meta["source_category"],
-                              truth.meta["layout_name"]))
+                              truth.meta["layout_name"], truth))
         elif stem.with_suffix(".hea").exists():
             record = read_wfdb(stem)
             pages.append(Page(image, record.signals, record.fs, "unknown", "unknown"))
@@ -52,15 +55,51 @@ def resample_record(record: EcgRecord, fs: float, n: int) -> np.ndarray:
     return out
 
 
+def geometry_error(result: DigitizeResult, truth: PageTruth) -> tuple[float, float] | None:
+    """How truly the page was read as flat, even paper: (RMS mm, relative px/mm error).
+
+    Points every 5 mm of the read (upright, rectified) page go back through the frame to the
+    input, and from there to page mm by the renderer's truth. The best similarity (scale,
+    turn, shift) from read px to page mm leaves, per point, what no uniform scale explains:
+    its RMS is the rectification's error. The similarity's scale is the true px/mm of the
+    read page, against which the calibration's px/mm is judged. None when no grid point was read."""
+    step = MAJOR_MM * result.calibration.px_per_mm
+    h, w = result.frame.shape
+    ys, xs = np.mgrid[step / 2 : h : step, step / 2 : w : step]
+    read = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    seen = result.frame.to_input(read) / MAP_STEP
+    coarse = truth.canonical_mm
+    ix, iy = np.floor(seen[:, 0]).astype(int), np.floor(seen[:, 1]).astype(int)
+    inside = (ix >= 0) & (iy >= 0) & (ix < coarse.shape[1] - 1) & (iy < coarse.shape[0] - 1)
+    read, seen, ix, iy = read[inside], seen[inside], ix[inside], iy[inside]
+    fx, fy = (seen[:, 0] - ix)[:, None], (seen[:, 1] - iy)[:, None]
+    page_mm = ((1 - fy) * ((1 - fx) * coarse[iy, ix] + fx * coarse[iy, ix + 1])
+               + fy * ((1 - fx) * coarse[iy + 1, ix] + fx * coarse[iy + 1, ix + 1]))
+    layout = truth.meta["layout"]
+    on_grid = (np.isfinite(page_mm).all(axis=1) & (page_mm[:, 0] >= layout["grid_x0_mm"])
+               & (page_mm[:, 0] <= layout["grid_x1_mm"]) & (page_mm[:, 1] >= layout["grid_y0_mm"])
+               & (page_mm[:, 1] <= layout["grid_y1_mm"]))
+    if on_grid.sum() < 3:
+        return None
+    z_read = read[on_grid] @ np.array([1, 1j])
+    z_mm = page_mm[on_grid] @ np.array([1, 1j])
+    (scale, shift), *_ = np.linalg.lstsq(np.stack([z_read, np.ones_like(z_read)], axis=1), z_mm, rcond=None)
+    residual = np.abs(z_mm - (scale * z_read + shift))
+    return float(np.sqrt(np.mean(residual**2))), float(result.calibration.px_per_mm * abs(scale) - 1)
+
+
 def score_page(digitizer: Digitizer, page: Page) -> dict:
-    """One page through the whole pipeline: Kaggle (signal, noise) powers, Challenge dB, seconds."""
+    """One page through the whole pipeline: Kaggle (signal, noise) powers, Challenge dB, seconds,
+    and (for synth pages) the geometry's RMS mm and px/mm error."""
     start = time.perf_counter()
     result = digitizer.digitize_file(page.image)
     seconds = time.perf_counter() - start
     estimate = resample_record(result.record, page.fs, page.truth.shape[1])
     kaggle = kaggle2025_snr(page.truth, estimate, fs=page.fs)
     challenge = challenge2024_snr(np.nan_to_num(page.truth), estimate)
-    return {"kaggle": (kaggle.signal_power, kaggle.noise_power), "challenge_db": challenge.mean_db, "seconds": seconds}
+    geometry = geometry_error(result, page.geometry) if page.geometry is not None else None
+    return {"kaggle": (kaggle.signal_power, kaggle.noise_power), "challenge_db": challenge.mean_db, "seconds": seconds,
+            "geometry": geometry}
 
 
 def group_report(scored: list[tuple[Page, dict]]) -> dict:
@@ -71,11 +110,16 @@ def group_report(scored: list[tuple[Page, dict]]) -> dict:
             groups[key].append(row)
     report = {}
     for key, rows in sorted(groups.items()):
+        geometry = [r["geometry"] for r in rows if r.get("geometry") is not None]
         report[key] = {
             "pages": len(rows),
             "kaggle2025_snr_db": round(float(aggregate_kaggle([r["kaggle"] for r in rows])), 2),
             "challenge2024_snr_db": round(float(np.mean([r["challenge_db"] for r in rows])), 2),
             "seconds_per_page": round(float(np.mean([r["seconds"] for r in rows])), 2),
+            # Pages without a measured geometry (none read, or not synth) count as misses.
+            "geometry_rms_mm_median": round(float(np.median([g[0] for g in geometry])), 3) if geometry else None,
+            "geometry_within_0.5mm": round(sum(g[0] <= GOOD_GEOMETRY_MM for g in geometry) / len(rows), 3),
+            "px_per_mm_error_median": round(float(np.median([abs(g[1]) for g in geometry])), 4) if geometry else None,
         }
     return report
 
@@ -86,8 +130,11 @@ def evaluate_directory(directory: Path, limit: int | None = None) -> dict:
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{'group':32s} {'pages':>5s} {'Kaggle2025 dB':>14s} {'Challenge2024 dB':>17s} {'s/page':>7s}"]
+    lines = [f"{'group':32s} {'pages':>5s} {'Kaggle2025 dB':>14s} {'Challenge2024 dB':>17s} {'s/page':>7s} "
+             f"{'geom mm':>8s} {'<=0.5mm':>8s} {'px/mm err':>9s}"]
     for key, r in report.items():
+        median = "-" if r["geometry_rms_mm_median"] is None else f"{r['geometry_rms_mm_median']:.3f}"
+        scale = "-" if r["px_per_mm_error_median"] is None else f"{100 * r['px_per_mm_error_median']:.2f}%"
         lines.append(f"{key:32s} {r['pages']:5d} {r['kaggle2025_snr_db']:14.2f} {r['challenge2024_snr_db']:17.2f} "
-                     f"{r['seconds_per_page']:7.2f}")
+                     f"{r['seconds_per_page']:7.2f} {median:>8s} {r['geometry_within_0.5mm']:8.1%} {scale:>9s}")
     return "\n".join(lines)
