@@ -33,7 +33,16 @@ from cardioscan.preprocess import branches_for, load_routing, preprocess
 from cardioscan.record import LEAD_NAMES, EcgRecord
 from cardioscan.source import SOURCE_WEIGHTS, SourceClassifier, SourceEstimate
 from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, check_timing_mode, infer_timing
-from cardioscan.trace import TRACE_WEIGHTS, RowTrace, TraceNet, find_rows, follow_rows, ink_mask, trace_ink
+from cardioscan.trace import (
+    TRACE_WEIGHTS,
+    RowTrace,
+    TraceNet,
+    find_rows,
+    follow_rows,
+    ink_mask,
+    trace_ink,
+    with_vertical_strokes,
+)
 
 LOW_QUALITY = 0.5
 NO_ECG = "no ECG found"  # the page flag (and its prefix) for an image that holds no readable ECG
@@ -144,7 +153,7 @@ class Digitizer:
         if self.trace_net is None:
             grid = measure_grid(rgb)
             return ink_mask(rgb, grid.px_per_mm if grid.found else max(rgb.shape[:2]) / 280.0)
-        return self.trace_net.probability(rgb) > 0.5
+        return with_vertical_strokes(self.trace_net.probability(rgb) > 0.5, rgb, max(rgb.shape[:2]) / 280.0)
 
     def digitize_file(self, path: Path, page: int = 1, pdf_dpi: float = PDF_DPI) -> DigitizeResult:
         start = time.perf_counter()

@@ -89,6 +89,29 @@ def ink_mask(rgb: np.ndarray, px_per_mm: float) -> np.ndarray:
     return (dark > 0) & (lines == 0)
 
 
+def with_vertical_strokes(mask: np.ndarray, rgb: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """The trace mask plus the dark vertical strokes (of 2 mm or more) that touch it but that it
+    mostly misses.
+
+    The network misses thin vertical lines drawn with a steady hand: a calibration pulse's
+    edges on real printouts, which it takes for grid lines. Without them the pulse's top is an
+    island and its height is lost, and with it the gain. A stroke that joins the network's
+    trace is trace ink; strokes the network already holds (QRS slopes) are left as it drew them."""
+    ink = ink_mask(rgb, px_per_mm).astype(np.uint8)
+    strokes = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((max(3, int(2 * px_per_mm)), 1), np.uint8))
+    n, labels = cv2.connectedComponents(strokes, connectivity=8)
+    if n <= 1:
+        return mask
+    touching = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    size = np.bincount(labels.ravel(), minlength=n)
+    held = np.bincount(labels[mask], minlength=n)
+    joined = np.zeros(n, bool)
+    joined[np.unique(labels[touching & (strokes > 0)])] = True
+    joined &= held < 0.5 * size
+    joined[0] = False
+    return mask | joined[labels]
+
+
 def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
     """Keep ink that belongs to long connected strokes (traces) or tall ones (calibration
     pulses), dropping letters, words, specks and solid blocks."""
@@ -119,6 +142,13 @@ class Pulse:
     width_px: float
     zero_px: float  # the row's 0 mV level: the pulse stands on it
     resume: int  # index into the row where the trace starts
+
+
+def _baseline_after_pulse(ys: np.ndarray, px_per_mm: float) -> float:
+    """The row's level just after where a pulse would stand (its first 40 mm): a wandering
+    baseline or a curled page can lift the row's start several mm off its overall median."""
+    near = ys[int(16 * px_per_mm) : int(40 * px_per_mm)]
+    return float(np.nanmedian(near)) if np.isfinite(near).sum() > 5 * px_per_mm else float(np.nanmedian(ys))
 
 
 def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
@@ -258,7 +288,7 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> l
         _extend_past_edges(mask, x0, y_min, y_max, top, bottom,
                            (max(0, int(base - 0.9 * above)), min(h, int(base + 0.9 * below))))
         ys = _bidirectional(y_min, y_max)
-        pulse = _pulse(ys, float(np.nanmedian(ys)), px_per_mm)
+        pulse = _pulse(ys, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         resume = pulse.resume if pulse else 0
         # Ink starts half a line width before the signal's first sample.
         half_line = 0.5 * float(np.nanmedian(y_max - y_min))
