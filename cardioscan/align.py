@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from cardioscan.grid import GridWarp
 from cardioscan.postprocess import infer_layout
 from cardioscan.trace import RowTrace
 
@@ -42,8 +43,8 @@ def _unturn(points: np.ndarray, turned_shape: tuple[int, int], turns: int) -> np
 class PageFrame:
     """How the input was turned to read it: `quarter_turns` counter-clockwise, then the
     small `skew_degrees` rotation and the grid's rectification (one homography onto a canvas
-    of `shape`), then `half_turn` if the page proved upside down. Maps what was read back
-    onto the input's pixels."""
+    of `shape`, then the grid's non-linear `warp` on that canvas), then `half_turn` if the page
+    proved upside down. Maps what was read back onto the input's pixels."""
 
     input_shape: tuple[int, int]
     quarter_turns: int
@@ -51,6 +52,7 @@ class PageFrame:
     homography: np.ndarray
     shape: tuple[int, int]
     half_turn: bool = False
+    warp: GridWarp | None = None
 
     @classmethod
     def fit(cls, mask: np.ndarray) -> PageFrame:
@@ -68,6 +70,10 @@ class PageFrame:
         grid's rectification) onto a canvas of `shape`."""
         return replace(self, homography=homography @ self.homography, shape=shape)
 
+    def bent(self, warp: GridWarp) -> PageFrame:
+        """This frame followed by the grid's non-linear warp of its canvas."""
+        return replace(self, warp=warp)
+
     @property
     def turns(self) -> int:
         """Counter-clockwise quarter turns that made the page upright."""
@@ -76,18 +82,27 @@ class PageFrame:
     def apply(self, image: np.ndarray, border: int | tuple[int, ...] = 0) -> np.ndarray:
         """The input (an image or a mask) as this frame sees it, before any half turn."""
         turned = upright(image, self.quarter_turns)
-        if np.array_equal(self.homography, np.eye(3)):
+        if np.array_equal(self.homography, np.eye(3)) and self.warp is None:
             return turned
-        if turned.dtype == bool:
-            warped = cv2.warpPerspective(turned.astype(np.uint8) * 255, self.homography, self.shape[::-1],
-                                         flags=cv2.INTER_LINEAR)
-            return warped > 127
-        return cv2.warpPerspective(turned, self.homography, self.shape[::-1], flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        source = turned.astype(np.uint8) * 255 if turned.dtype == bool else turned
+        if self.warp is None:
+            warped = cv2.warpPerspective(source, self.homography, self.shape[::-1], flags=cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        else:  # homography and warp in one resampling: each canvas pixel's source, through both
+            map_x, map_y = self.warp.source_maps()
+            inverse = np.linalg.inv(self.homography).astype(np.float32)
+            depth = inverse[2, 0] * map_x + inverse[2, 1] * map_y + inverse[2, 2]
+            src_x = (inverse[0, 0] * map_x + inverse[0, 1] * map_y + inverse[0, 2]) / depth
+            src_y = (inverse[1, 0] * map_x + inverse[1, 1] * map_y + inverse[1, 2]) / depth
+            warped = cv2.remap(source, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=border)
+        return warped > 127 if turned.dtype == bool else warped
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
         """(n, 2) points (x, y) on the upright page back to the input's pixels."""
         pts = _unturn(points, self.shape, 2 if self.half_turn else 0)
+        if self.warp is not None:
+            pts = self.warp.displace(pts)
         pts = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), np.linalg.inv(self.homography)).reshape(-1, 2)
         h, w = self.input_shape
         turned_shape = (h, w) if self.quarter_turns % 2 == 0 else (w, h)

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import scipy.fft
+import scipy.sparse
+import scipy.sparse.linalg
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, map_coordinates
 from scipy.optimize import least_squares
 from scipy.signal import find_peaks
 
@@ -29,6 +31,8 @@ CLIP_PERCENTILE = 97.0  # grid signal detail is clipped at this percentile of it
 VOTE = 0.1  # autocorrelation prominence for a tile to vote on the period
 PERIOD_TILE = 192  # tile side (px, on the page shrunk to 1600 px) of the period scan and vote
 LAG_MARGIN = 8  # tile autocorrelations reach this far beyond half the tile (peak refinement's room)
+MIN_WARP_MM = 0.25  # a non-linear warp is applied only when it moves the lines this far (RMS)...
+MAX_MISFIT_RATIO = 0.85  # ...and leaves them at most this fraction of the plane's misfit
 
 
 @dataclass
@@ -445,3 +449,168 @@ def rectify_grid(rgb: np.ndarray) -> tuple[PerspectiveFit | None, GridMeasuremen
         return fit, None
     grid = measure_grid(rgb)
     return (fit_perspective(rgb, grid.px_per_mm) if grid.found else None), grid
+
+
+@dataclass
+class GridWarp:
+    """The grid's remaining non-linear distortion (paper curl, creases, lens) on a canvas where
+    the homography has already been undone: the lines that belong at (x, y) are seen at
+    (x + dx, y + dy). The fields are sampled every `step` canvas px."""
+
+    dx: np.ndarray
+    dy: np.ndarray
+    step: float
+    shape: tuple[int, int]  # the canvas (h, w)
+    rms_mm: float  # RMS displacement corrected, mm: how far the paper was from a plane
+    misfit_mm: float  # RMS distance of the lines from where the field puts them
+    flat_misfit_mm: float  # the same for no warp: the plane's misfit
+
+    def explains_bending(self) -> bool:
+        """The lines really bend: the field moves them by well over its own noise (about 0.1 mm
+        RMS on flat synthetic pages, so a flat page is left alone rather than bent by that much)
+        and explains a clear part of the plane's misfit (a lattice too faint to read its phase
+        gives a field of noise that explains little)."""
+        return self.rms_mm >= MIN_WARP_MM and self.misfit_mm < MAX_MISFIT_RATIO * self.flat_misfit_mm
+
+    def source_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per canvas pixel, where to read it: x + dx and y + dy (float32, for cv2.remap)."""
+        h, w = self.shape
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        return xs + self._upsample(self.dx), ys + self._upsample(self.dy)
+
+    def _upsample(self, field: np.ndarray) -> np.ndarray:
+        h, w = self.shape
+        # Field sample i sits at canvas pixel i * step: map each canvas pixel to its sample coordinate.
+        gx = np.arange(w, dtype=np.float32) / self.step
+        gy = np.arange(h, dtype=np.float32) / self.step
+        mx, my = np.meshgrid(gx, gy)
+        return cv2.remap(field.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def displace(self, points: np.ndarray) -> np.ndarray:
+        """(n, 2) canvas points to where their paper is seen before the warp."""
+        points = np.asarray(points, np.float64).reshape(-1, 2)
+        where = (points / self.step)[:, ::-1].T  # (row, col) sample coordinates
+        at = [map_coordinates(f, where, order=1, mode="nearest") for f in (self.dx, self.dy)]
+        return points + np.stack(at, axis=1)
+
+
+def fit_warp(rgb: np.ndarray, px_per_mm: float, ink: np.ndarray | None = None, smoothing_mm: float = 3.0,
+             node_mm: float = 10.0, stiffness: float = 1.0) -> GridWarp | None:
+    """Where each 5 mm line of an already plane-rectified page actually lies, from the local
+    phase of the lattice: demodulating the grid signal at the 5 mm frequency along x (and y)
+    and averaging over `smoothing_mm` gives, per point, the lines' offset from an even lattice
+    modulo 5 mm. A smooth field (bilinear between nodes every `node_mm`, its bending penalised
+    by `stiffness`) is fitted to those phases, robustly and without unwrapping them, so a
+    crease or a stain that garbles the phase locally cannot tear the page. The `ink` mask
+    (trace pixels, optional) is left out of the averages: a trace covering the lines would
+    pull their phase. None when too little of the page shows the lattice's period.
+
+    Limit: a line is known only modulo 5 mm, so paper bent more than about 2 mm off the plane
+    fit can be matched to the wrong line; such a field fits badly, and its `misfit_mm` (in the
+    digitize summary) says so."""
+    shrink = max(1.0, px_per_mm / 4.0)
+    size = (round(rgb.shape[1] / shrink), round(rgb.shape[0] / shrink))
+    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if shrink > 1 else rgb
+    period = 5.0 * px_per_mm / shrink
+    signal = _fine_detail(grid_signal(small), period)
+    seen = np.ones(signal.shape, np.float32)
+    if ink is not None:
+        covered = cv2.resize(ink.astype(np.float32), size, interpolation=cv2.INTER_AREA) if shrink > 1 else ink
+        seen = (cv2.dilate((covered > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0).astype(np.float32)
+    sigma = smoothing_mm * px_per_mm / shrink
+    cover = np.maximum(cv2.GaussianBlur(seen, (0, 0), sigma), 1e-3)
+    signal = signal * seen
+    energy = np.sqrt(cv2.GaussianBlur(signal * signal, (0, 0), sigma) / cover)
+    phasors, strengths = [], []
+    for axis in (1, 0):  # lines' offsets along x, then along y
+        coord = np.arange(signal.shape[axis], dtype=np.float32)
+        carrier = np.exp(-2j * np.pi * coord / period)
+        demod = signal * (carrier[None, :] if axis == 1 else carrier[:, None])
+        z = (cv2.GaussianBlur(demod.real.astype(np.float32), (0, 0), sigma)
+             + 1j * cv2.GaussianBlur(demod.imag.astype(np.float32), (0, 0), sigma)) / cover
+        phasors.append(z)
+        strengths.append(np.abs(z) / np.maximum(energy, 1e-6))  # near 0 off the grid
+    strength = np.minimum(*strengths)
+    # Sample the phases about twice per smoothing length; weight them by how clearly they show the lattice.
+    sample = max(1, int(round(sigma / 2)))
+    strength = strength[::sample, ::sample]
+    floor = 0.3 * np.percentile(strength, 95)
+    weight = np.clip(strength / floor - 1.0, 0.0, 1.0)
+    if (weight > 0.5).mean() < 0.2:
+        return None
+    h, w = strength.shape
+    step = node_mm * px_per_mm / shrink / sample  # node spacing in samples
+    basis, shape = _bilinear_basis(h, w, step)
+    bending = _bending(shape)
+    shifts, misfits = [], []
+    for z in phasors:
+        measured = np.angle(z[::sample, ::sample]).ravel()
+        phase = _fit_phase(measured, weight.ravel(), basis, bending, stiffness)
+        flat = np.angle(np.sum(weight.ravel() * np.exp(1j * measured)))
+        misfits.append([_phase_misfit(measured - fitted, weight.ravel()) * period / (2 * np.pi) * shrink / px_per_mm
+                        for fitted in (basis @ phase, flat)])
+        offset = -phase * period / (2 * np.pi)
+        offset -= np.average(basis @ offset, weights=weight.ravel())
+        shifts.append(offset.reshape(shape).astype(np.float32) * shrink)
+    dx, dy = shifts
+    on = (weight > 0.5).ravel()
+    rms_mm = float(np.sqrt(np.mean((basis @ dx.ravel())[on] ** 2 + (basis @ dy.ravel())[on] ** 2))) / px_per_mm
+    misfit = np.sqrt(np.square(misfits).sum(axis=0))
+    return GridWarp(dx, dy, step * sample * shrink, rgb.shape[:2], rms_mm, float(misfit[0]), float(misfit[1]))
+
+
+def _phase_misfit(residual: np.ndarray, weight: np.ndarray) -> float:
+    """Weighted RMS of wrapped phase residuals (radians)."""
+    wrapped = np.angle(np.exp(1j * residual))
+    return float(np.sqrt(np.average(np.square(wrapped), weights=weight)))
+
+
+def _bilinear_basis(h: int, w: int, step: float) -> tuple[scipy.sparse.csr_matrix, tuple[int, int]]:
+    """The (h*w, nodes) matrix interpolating node values (nodes every `step` samples, node 0 at
+    sample 0) bilinearly at every sample, and the node grid's shape."""
+    gh, gw = int(np.ceil((h - 1) / step)) + 2, int(np.ceil((w - 1) / step)) + 2
+    ys, xs = np.meshgrid(np.arange(h) / step, np.arange(w) / step, indexing="ij")
+    y0, x0 = np.floor(ys).astype(int).ravel(), np.floor(xs).astype(int).ravel()
+    fy, fx = ys.ravel() - y0, xs.ravel() - x0
+    rows = np.tile(np.arange(h * w), 4)
+    cols = np.concatenate([y0 * gw + x0, y0 * gw + x0 + 1, (y0 + 1) * gw + x0, (y0 + 1) * gw + x0 + 1])
+    vals = np.concatenate([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx])
+    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(h * w, gh * gw)), (gh, gw)
+
+
+def _bending(shape: tuple[int, int]) -> scipy.sparse.csr_matrix:
+    """Second differences of a node grid along both axes and across: zero for any affine field."""
+    gh, gw = shape
+
+    def second(n: int) -> scipy.sparse.spmatrix:
+        return scipy.sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(max(n - 2, 0), n))
+
+    def first(n: int) -> scipy.sparse.spmatrix:
+        return scipy.sparse.diags([-1.0, 1.0], [0, 1], shape=(n - 1, n))
+
+    # Node (row, col) is entry row * gw + col: operators along columns act through kron(I, D).
+    return scipy.sparse.vstack([scipy.sparse.kron(scipy.sparse.identity(gh), second(gw)),
+                                scipy.sparse.kron(second(gh), scipy.sparse.identity(gw)),
+                                np.sqrt(2.0) * scipy.sparse.kron(first(gh), first(gw))]).tocsr()
+
+
+def _fit_phase(measured: np.ndarray, weight: np.ndarray, basis: scipy.sparse.csr_matrix,
+               bending: scipy.sparse.csr_matrix, stiffness: float, iterations: int = 12) -> np.ndarray:
+    """Node phases whose smooth field matches the measured (wrapped) phases: Gauss-Newton on
+    the wrapped residuals, re-weighted (Cauchy) so misread patches lose their pull. The
+    re-weighting starts lenient and tightens, and the field starts stiff and softens (coarse to
+    fine), so lines bent far (a curl of 2 mm is 2.5 rad) are pulled in by the page's broad bend
+    before local detail, which could take them for their neighbours, is fitted."""
+    # Start from the page's mean phase: the plane fit leaves the lines within a fraction of 5 mm.
+    mean = np.angle(np.sum(weight * np.exp(1j * measured)))
+    nodes = np.full(basis.shape[1], mean)
+    smoothness = weight.sum() / basis.shape[1] * (bending.T @ bending)
+    for scale, stiff in zip(np.geomspace(3.0, 0.5, iterations), np.geomspace(1000 * stiffness, stiffness, iterations),
+                            strict=True):
+        penalty = stiff * smoothness
+        residual = np.angle(np.exp(1j * (measured - basis @ nodes)))
+        w = weight / (1.0 + np.square(residual / scale))
+        normal = basis.T @ scipy.sparse.diags(w) @ basis + penalty
+        rhs = basis.T @ (w * residual) - penalty @ nodes
+        nodes = nodes + scipy.sparse.linalg.spsolve(normal.tocsc(), rhs)
+    return nodes

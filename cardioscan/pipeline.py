@@ -19,7 +19,7 @@ import torch
 
 from cardioscan import __version__
 from cardioscan.align import PageFrame, orientation_score, upright
-from cardioscan.grid import PerspectiveFit, measure_grid, rectify_grid
+from cardioscan.grid import PerspectiveFit, fit_warp, measure_grid, rectify_grid
 from cardioscan.io.images import PDF_DPI, LoadedPage, load_page
 from cardioscan.postprocess import (
     Calibration,
@@ -76,7 +76,10 @@ class DigitizeResult:
             "skew_degrees": round(self.frame.skew_degrees, 2),  # and the further small tilt straightened
             "grid": {"rectified": self.grid_fit is not None,
                      "tiles": self.grid_fit.tiles if self.grid_fit else 0,  # grid patches the rectification fits
-                     "residual": round(self.grid_fit.residual, 4) if self.grid_fit else None},
+                     "residual": round(self.grid_fit.residual, 4) if self.grid_fit else None,
+                     # the non-linear straightening of curled or creased paper, when the lines bend
+                     "warp_mm": round(self.frame.warp.rms_mm, 3) if self.frame.warp else None,
+                     "warp_misfit_mm": round(self.frame.warp.misfit_mm, 3) if self.frame.warp else None},
             "source": ({"category": None, "probability": None} if self.source is None else self.source.summary()),
             "preprocessing": self.preprocessing,
             "calibration": {"px_per_mm": round(self.calibration.px_per_mm, 4),
@@ -194,6 +197,10 @@ class Digitizer:
             even = measure_grid(rgb)
             agrees = even.found and abs(even.px_per_mm / fit.px_per_mm - 1) < 0.02
             px_per_mm = even.px_per_mm if agrees else fit.px_per_mm
+            warp = fit_warp(rgb, px_per_mm, ink=frame.apply(mask))
+            if warp is not None and warp.explains_bending():
+                frame = frame.bent(warp)
+                rgb = frame.apply(prepared, border=white)
         elif px_per_mm is not None:
             flags.append("grid too faint to rectify: perspective not corrected")
         mask = frame.apply(mask)

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cardioscan.grid import lattice_period, measure_grid, rectify_grid
+from cardioscan.grid import fit_warp, lattice_period, measure_grid, rectify_grid
 from cardioscan.io.images import load_page
 from cardioscan.synth.groundtruth import PageTruth
 
@@ -67,3 +67,41 @@ def test_blurred_lines_are_read_at_5_mm_not_at_10() -> None:
     assert px_per_mm is not None and abs(px_per_mm / truth.meta["px_per_mm"] - 1) < 0.01
     fit, _ = rectify_grid(blurred)
     assert fit is not None and abs(fit.px_per_mm / truth.meta["px_per_mm"] - 1) < 0.01
+
+
+def bend(shape: tuple[int, int], px_per_mm: float, amplitude_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth curl: displacement fields (px) that push the paper seen at (x, y) by up to
+    `amplitude_mm`, varying over ten centimetres as a curled or creased sheet does."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) / px_per_mm
+    dx = amplitude_mm * np.sin(2 * np.pi * ys / 120.0 + 0.3) * np.cos(2 * np.pi * xs / 200.0)
+    dy = amplitude_mm * np.sin(2 * np.pi * xs / 150.0)
+    return (dx * px_per_mm).astype(np.float32), (dy * px_per_mm).astype(np.float32)
+
+
+def test_warp_recovers_a_curl_and_leaves_flat_paper_alone() -> None:
+    """The lattice's local phase says where each 5 mm line is: a page bent by up to 1.5 mm
+    is straightened to a fraction of that, and a flat page is not bent at all."""
+    truth = PageTruth.load(EXAMPLE)
+    rgb = load_page(EXAMPLE.with_suffix(".png")).rgb
+    px_per_mm = truth.meta["px_per_mm"]
+    flat = fit_warp(rgb, px_per_mm)
+    assert flat is None or not flat.explains_bending()
+
+    dx, dy = bend(rgb.shape[:2], px_per_mm, 1.5)
+    h, w = rgb.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    # The paper at p is seen near p + d(p): read the page at q - d(q).
+    bent = cv2.remap(rgb, xs - dx, ys - dy, cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    warp = fit_warp(bent, px_per_mm)
+    assert warp is not None and warp.explains_bending()
+    layout = truth.meta["layout"]
+    gx, gy = np.meshgrid(np.arange(layout["grid_x0_mm"] + 10, layout["grid_x1_mm"] - 10, 5.0),
+                         np.arange(layout["grid_y0_mm"] + 10, layout["grid_y1_mm"] - 10, 5.0))
+    points = np.stack([gx.ravel(), gy.ravel()], axis=1) * px_per_mm
+    found = (warp.displace(points) - points) / px_per_mm
+    true = np.stack([dx[points[:, 1].astype(int), points[:, 0].astype(int)],
+                     dy[points[:, 1].astype(int), points[:, 0].astype(int)]], axis=1) / px_per_mm
+    error = (found - found.mean(axis=0)) - (true - true.mean(axis=0))
+    assert np.sqrt(np.mean(np.sum(true**2, axis=1))) > 1.0  # the bend is real
+    assert np.sqrt(np.mean(np.sum(error**2, axis=1))) < 0.2
