@@ -171,7 +171,9 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     reach = int(3 * px_per_mm)
     feet = np.concatenate([ys[max(0, int(idx[0]) - reach) : max(0, int(idx[0]) - 1)], ys[end + 1 : end + reach]])
     feet = feet[np.isfinite(feet) & (np.abs(feet - baseline) < 2 * px_per_mm)]
-    zero = float(np.median(feet)) if len(feet) else baseline
+    # Without a visible foot, the row's median: a row's level just after the pulse is the signal's
+    # first value, not necessarily 0 mV.
+    zero = float(np.median(feet)) if len(feet) else float(np.nanmedian(ys))
     # The trace starts after the pulse's falling edge, or after the blank gap that often follows it.
     after = np.isfinite(ys[end : end + int(8 * px_per_mm)])
     gap = np.flatnonzero(~after)
