@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 from cardioscan.io.images import IMAGE_SUFFIXES
 from cardioscan.io.wfdb_io import read_wfdb
@@ -67,14 +68,10 @@ def geometry_error(result: DigitizeResult, truth: PageTruth) -> tuple[float, flo
     h, w = result.frame.shape
     ys, xs = np.mgrid[step / 2 : h : step, step / 2 : w : step]
     read = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    seen = result.frame.to_input(read) / MAP_STEP
-    coarse = truth.canonical_mm
-    ix, iy = np.floor(seen[:, 0]).astype(int), np.floor(seen[:, 1]).astype(int)
-    inside = (ix >= 0) & (iy >= 0) & (ix < coarse.shape[1] - 1) & (iy < coarse.shape[0] - 1)
-    read, seen, ix, iy = read[inside], seen[inside], ix[inside], iy[inside]
-    fx, fy = (seen[:, 0] - ix)[:, None], (seen[:, 1] - iy)[:, None]
-    page_mm = ((1 - fy) * ((1 - fx) * coarse[iy, ix] + fx * coarse[iy, ix + 1])
-               + fy * ((1 - fx) * coarse[iy + 1, ix] + fx * coarse[iy + 1, ix + 1]))
+    where = (result.frame.to_input(read) / MAP_STEP)[:, ::-1].T  # (row, col) in the truth's coarse map
+    # Bilinear in the coarse map; NaN off the page and off the image (NaN spreads to the neighbours).
+    page_mm = np.stack([map_coordinates(truth.canonical_mm[..., c], where, order=1, cval=np.nan)
+                        for c in range(2)], axis=1)
     layout = truth.meta["layout"]
     on_grid = (np.isfinite(page_mm).all(axis=1) & (page_mm[:, 0] >= layout["grid_x0_mm"])
                & (page_mm[:, 0] <= layout["grid_x1_mm"]) & (page_mm[:, 1] >= layout["grid_y0_mm"])
