@@ -89,7 +89,7 @@ class PageFrame:
             warped = cv2.warpPerspective(source, self.homography, self.shape[::-1], flags=cv2.INTER_LINEAR,
                                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
         else:  # homography and warp in one resampling: each canvas pixel's source, through both
-            map_x, map_y = self.warp.source_maps()
+            map_x, map_y = self.warp.source_maps
             inverse = np.linalg.inv(self.homography).astype(np.float32)
             depth = inverse[2, 0] * map_x + inverse[2, 1] * map_y + inverse[2, 2]
             src_x = (inverse[0, 0] * map_x + inverse[0, 1] * map_y + inverse[0, 2]) / depth

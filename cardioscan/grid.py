@@ -15,6 +15,7 @@ not corrected yet; the fit's residual says how well a plane explains the grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -472,8 +473,10 @@ class GridWarp:
         gives a field of noise that explains little)."""
         return self.rms_mm >= MIN_WARP_MM and self.misfit_mm < MAX_MISFIT_RATIO * self.flat_misfit_mm
 
+    @cached_property
     def source_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per canvas pixel, where to read it: x + dx and y + dy (float32, for cv2.remap)."""
+        """Per canvas pixel, where to read it: x + dx and y + dy (float32, for cv2.remap); built
+        once, as the page and its trace mask are both read through it."""
         h, w = self.shape
         xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         return xs + self._upsample(self.dx), ys + self._upsample(self.dy)
@@ -559,10 +562,14 @@ def fit_warp(rgb: np.ndarray, px_per_mm: float, ink: np.ndarray | None = None, s
     return GridWarp(dx, dy, step * sample * shrink, rgb.shape[:2], rms_mm, float(misfit[0]), float(misfit[1]))
 
 
+def _wrap(phase: np.ndarray) -> np.ndarray:
+    """Phases (radians) brought into [-pi, pi]."""
+    return np.angle(np.exp(1j * phase))
+
+
 def _phase_misfit(residual: np.ndarray, weight: np.ndarray) -> float:
     """Weighted RMS of wrapped phase residuals (radians)."""
-    wrapped = np.angle(np.exp(1j * residual))
-    return float(np.sqrt(np.average(np.square(wrapped), weights=weight)))
+    return float(np.sqrt(np.average(np.square(_wrap(residual)), weights=weight)))
 
 
 def _bilinear_basis(h: int, w: int, step: float) -> tuple[scipy.sparse.csr_matrix, tuple[int, int]]:
@@ -608,7 +615,7 @@ def _fit_phase(measured: np.ndarray, weight: np.ndarray, basis: scipy.sparse.csr
     for scale, stiff in zip(np.geomspace(3.0, 0.5, iterations), np.geomspace(1000 * stiffness, stiffness, iterations),
                             strict=True):
         penalty = stiff * smoothness
-        residual = np.angle(np.exp(1j * (measured - basis @ nodes)))
+        residual = _wrap(measured - basis @ nodes)
         w = weight / (1.0 + np.square(residual / scale))
         normal = basis.T @ scipy.sparse.diags(w) @ basis + penalty
         rhs = basis.T @ (w * residual) - penalty @ nodes

@@ -124,6 +124,12 @@ def check_device(device: str) -> None:
                          f"{', cuda' if torch.cuda.is_available() else ''})")
 
 
+def rough_px_per_mm(rgb: np.ndarray) -> float:
+    """A scale for sizing filters before the grid is read: the page's long side (a letter page
+    is 279 mm) filling the image."""
+    return max(rgb.shape[:2]) / 280.0
+
+
 def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
     """Stage 2 on the trace pixels of an upright page: the rows and their traces."""
     trace = trace_ink(mask, px_per_mm)
@@ -155,8 +161,8 @@ class Digitizer:
     def trace_mask(self, rgb: np.ndarray) -> np.ndarray:
         if self.trace_net is None:
             grid = measure_grid(rgb)
-            return ink_mask(rgb, grid.px_per_mm if grid.found else max(rgb.shape[:2]) / 280.0)
-        return with_vertical_strokes(self.trace_net.probability(rgb) > 0.5, rgb, max(rgb.shape[:2]) / 280.0)
+            return ink_mask(rgb, grid.px_per_mm if grid.found else rough_px_per_mm(rgb))
+        return with_vertical_strokes(self.trace_net.probability(rgb) > 0.5, rgb, rough_px_per_mm(rgb))
 
     def digitize_file(self, path: Path, page: int = 1, pdf_dpi: float = PDF_DPI) -> DigitizeResult:
         start = time.perf_counter()
@@ -204,7 +210,7 @@ class Digitizer:
         elif px_per_mm is not None:
             flags.append("grid too faint to rectify: perspective not corrected")
         mask = frame.apply(mask)
-        guess = px_per_mm or max(rgb.shape[:2]) / 280.0
+        guess = px_per_mm or rough_px_per_mm(rgb)
         readings = {half: read_rows(upright(mask, 2 * half), guess) for half in (False, True)}
         frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k]))
         rows = readings[frame.half_turn]
