@@ -10,6 +10,7 @@ the page it lies. An optional head on the deepest features classifies the whole 
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 @dataclass
@@ -35,6 +37,40 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+class PartsConv2d(nn.Conv2d):
+    """A convolution of the channel-wise concatenation of `parts`, computed as the sum of each
+    part's convolution with its slice of the weights: the same numbers without the
+    concatenation, which on CPU costs as much as the convolution itself at full resolution
+    (channels-last tensors interleave every pixel's channels)."""
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        out, start = None, 0
+        for part in parts:
+            stop = start + part.shape[1]
+            y = F.conv2d(part, self.weight[:, start:stop], None, self.stride, self.padding)
+            out = y if out is None else out.add_(y)
+            start = stop
+        return out if self.bias is None else out.add_(self.bias.view(1, -1, 1, 1))
+
+
+def _join_conv(cin: int, cout: int) -> nn.Sequential:
+    """A decoder block's first convolution, over [upsampled deeper features, skip, coordinates]."""
+    return nn.Sequential(PartsConv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every inference-mode batch norm into the convolution just before it (timm's
+    BatchNormAct2d keeps its activation): the same outputs, a fifth less time on CPU."""
+    for parent in model.modules():
+        children = list(parent.named_children())
+        for (conv_name, conv), (bn_name, bn) in itertools.pairwise(children):
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and not bn.training:
+                setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+                after = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
+                setattr(parent, bn_name, nn.Sequential(*after) if after else nn.Identity())
+    return model
+
+
 class CoordUnet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -49,7 +85,7 @@ class CoordUnet(nn.Module):
         cin = skips[-1]
         for i, cout in enumerate(config.decoder_channels):
             skip = skips[-2 - i]  # the last block joins the input image itself, at full resolution
-            blocks.append(nn.Sequential(_conv(cin + skip + extra, cout), _conv(cout, cout)))
+            blocks.append(nn.Sequential(_join_conv(cin + skip + extra, cout), _conv(cout, cout)))
             cin = cout
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Conv2d(cin, config.classes, 1)
@@ -69,7 +105,7 @@ class CoordUnet(nn.Module):
             if self.config.coord:
                 parts.append(F.interpolate(coords.to(x.dtype), size=skip.shape[-2:], mode="bilinear",
                                            align_corners=False))
-            x = block(torch.cat(parts, dim=1))
+            x = block(parts)
         out = {"maps": self.head(x)}
         if self.image_head is not None:
             out["image_logits"] = self.image_head(features[-1].mean(dim=(2, 3)))

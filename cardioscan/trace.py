@@ -20,7 +20,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from cardioscan.models import load_weights
+from cardioscan.models import fold_batchnorm, load_weights
 
 WEIGHTS_DIR = Path(os.environ.get("CARDIOSCAN_WEIGHTS", Path(__file__).resolve().parents[1] / "weights"))
 TRACE_WEIGHTS = WEIGHTS_DIR / "trace.safetensors"
@@ -51,7 +51,7 @@ class TraceNet:
         self.path = path
         self.device = torch.device(device)
         self.model, self.info = load_weights(path)
-        self.model = self.model.to(self.device, memory_format=torch.channels_last)
+        self.model = fold_batchnorm(self.model).to(self.device, memory_format=torch.channels_last)
         self.multiple = 2 ** self.model.config.encoder_depth
 
     @property
