@@ -57,3 +57,16 @@ def test_user_choice_wins() -> None:
     assert decision.convention == "simultaneous" and decision.evidence == "user"
     with pytest.raises(ValueError, match="timing must be"):
         infer_timing(_printed(signals, "sequential", "II"), FS, mode="sideways")
+
+
+def test_usual_rhythm_lead_wins_against_a_near_copy() -> None:
+    """With lead I small, aVF = II - I/2 is a near copy of II: read noise can make a lead II strip
+    match aVF a little better, and it must still be called II; a clearly better match still wins."""
+    rng = np.random.default_rng(3)
+    signals = simulate_12lead(sample_params(rng), fs=FS, duration_s=10.0, rng=rng)
+    signals[LEAD_INDEX["aVF"]] = signals[LEAD_INDEX["II"]]
+    segments = _printed(signals, "sequential", "II")
+    segments[LEAD_INDEX["II"]].values = segments[LEAD_INDEX["II"]].values * 1.15  # II read 15 % tall
+    assert infer_timing(segments, FS).rhythm_lead == "II"
+    segments[LEAD_INDEX["II"]].values = segments[LEAD_INDEX["II"]].values * 1.3  # now plainly unlike the strip
+    assert infer_timing(segments, FS).rhythm_lead == "aVF"
