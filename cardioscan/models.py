@@ -33,8 +33,8 @@ class ModelConfig:
     coord: bool = True
 
 
-def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv(cin: int, cout: int, conv: type[nn.Conv2d] = nn.Conv2d) -> nn.Sequential:
+    return nn.Sequential(conv(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class PartsConv2d(nn.Conv2d):
@@ -51,11 +51,6 @@ class PartsConv2d(nn.Conv2d):
             out = y if out is None else out.add_(y)
             start = stop
         return out if self.bias is None else out.add_(self.bias.view(1, -1, 1, 1))
-
-
-def _join_conv(cin: int, cout: int) -> nn.Sequential:
-    """A decoder block's first convolution, over [upsampled deeper features, skip, coordinates]."""
-    return nn.Sequential(PartsConv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -85,7 +80,8 @@ class CoordUnet(nn.Module):
         cin = skips[-1]
         for i, cout in enumerate(config.decoder_channels):
             skip = skips[-2 - i]  # the last block joins the input image itself, at full resolution
-            blocks.append(nn.Sequential(_join_conv(cin + skip + extra, cout), _conv(cout, cout)))
+            # The first convolution joins [upsampled deeper features, skip, coordinates].
+            blocks.append(nn.Sequential(_conv(cin + skip + extra, cout, PartsConv2d), _conv(cout, cout)))
             cin = cout
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Conv2d(cin, config.classes, 1)

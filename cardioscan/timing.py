@@ -150,7 +150,7 @@ def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") 
 
 
 # Near copies (II, III and aVF when lead I is small) match a strip within a few hundredths of each
-# other (0.945, 0.952, 0.984 on one page read at two resolutions): the usual lead needs only to come close.
+# other (a lead II strip on a val96 page: II 0.945, III 0.952, aVF 0.984): the usual lead need only come close.
 USUAL_LEAD_MARGIN = 0.05
 
 
