@@ -10,6 +10,7 @@ upside down cannot be told from upright; the score then keeps the page as given.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -88,15 +89,21 @@ class PageFrame:
         if self.warp is None:
             warped = cv2.warpPerspective(source, self.homography, self.shape[::-1], flags=cv2.INTER_LINEAR,
                                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
-        else:  # homography and warp in one resampling: each canvas pixel's source, through both
-            map_x, map_y = self.warp.source_maps
-            inverse = np.linalg.inv(self.homography).astype(np.float32)
-            depth = inverse[2, 0] * map_x + inverse[2, 1] * map_y + inverse[2, 2]
-            src_x = (inverse[0, 0] * map_x + inverse[0, 1] * map_y + inverse[0, 2]) / depth
-            src_y = (inverse[1, 0] * map_x + inverse[1, 1] * map_y + inverse[1, 2]) / depth
+        else:
+            src_x, src_y = self._input_maps
             warped = cv2.remap(source, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                borderValue=border)
         return warped > 127 if turned.dtype == bool else warped
+
+    @cached_property
+    def _input_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Homography and warp in one resampling: each canvas pixel's source in the turned input,
+        through both (built once; the page and its trace mask are both read through it)."""
+        map_x, map_y = self.warp.source_maps
+        inverse = np.linalg.inv(self.homography).astype(np.float32)
+        depth = inverse[2, 0] * map_x + inverse[2, 1] * map_y + inverse[2, 2]
+        return ((inverse[0, 0] * map_x + inverse[0, 1] * map_y + inverse[0, 2]) / depth,
+                (inverse[1, 0] * map_x + inverse[1, 1] * map_y + inverse[1, 2]) / depth)
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
         """(n, 2) points (x, y) on the upright page back to the input's pixels."""

@@ -479,15 +479,11 @@ class GridWarp:
         once, as the page and its trace mask are both read through it."""
         h, w = self.shape
         xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        return xs + self._upsample(self.dx), ys + self._upsample(self.dy)
-
-    def _upsample(self, field: np.ndarray) -> np.ndarray:
-        h, w = self.shape
-        # Field sample i sits at canvas pixel i * step: map each canvas pixel to its sample coordinate.
-        gx = np.arange(w, dtype=np.float32) / self.step
-        gy = np.arange(h, dtype=np.float32) / self.step
-        mx, my = np.meshgrid(gx, gy)
-        return cv2.remap(field.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Field sample i sits at canvas pixel i * step: each pixel's sample coordinates.
+        at_x, at_y = xs / self.step, ys / self.step
+        dx, dy = (cv2.remap(f.astype(np.float32), at_x, at_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                  for f in (self.dx, self.dy))
+        return xs + dx, ys + dy
 
     def displace(self, points: np.ndarray) -> np.ndarray:
         """(n, 2) canvas points to where their paper is seen before the warp."""
