@@ -152,6 +152,9 @@ def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") 
 # Near copies (II, III and aVF when lead I is small) match a strip within a few hundredths of each
 # other (a lead II strip on a val96 page: II 0.945, III 0.952, aVF 0.984): the usual lead need only come close.
 USUAL_LEAD_MARGIN = 0.05
+# On a noisy reading an unrelated lead can come closer by chance (a screen photo's lead II strip:
+# V6 0.852, II 0.796): another lead must also leave at most half the usual lead's misfit.
+USUAL_LEAD_MISFIT_RATIO = 0.5
 
 
 def identify_rhythm_lead(segments: list[PrintedSegment], offsets: list[float], fs: float, strip: int = 0) -> str | None:
@@ -159,7 +162,8 @@ def identify_rhythm_lead(segments: list[PrintedSegment], offsets: list[float], f
 
     Leads can be near copies in shape (aVF = II - I/2 when I is small), so the match asks for
     the same amplitude too, at each lead's best lag within 30 ms; the lead the layout usually
-    prints there (II on a one-strip page, by far the most common) wins near-ties."""
+    prints there (II on a one-strip page, by far the most common) wins unless another lead
+    matches clearly better, by a margin and by half the misfit."""
     rhythm = [s for s in segments if s.is_rhythm]
     if strip >= len(rhythm):
         return None
@@ -184,6 +188,7 @@ def identify_rhythm_lead(segments: list[PrintedSegment], offsets: list[float], f
         return None
     lead = max(scores, key=lambda k: scores[k])
     usual = rhythm[strip].lead  # a strip carries its layout's usual lead until identified
-    if usual in scores and scores[usual] >= scores[lead] - USUAL_LEAD_MARGIN:
+    if usual in scores and (scores[usual] >= scores[lead] - USUAL_LEAD_MARGIN
+                            or 1 - scores[lead] > USUAL_LEAD_MISFIT_RATIO * (1 - scores[usual])):
         lead = usual
     return lead if scores[lead] > 0.7 else None

@@ -70,3 +70,27 @@ def test_usual_rhythm_lead_wins_against_a_near_copy() -> None:
     assert infer_timing(segments, FS).rhythm_lead == "II"
     segments[LEAD_INDEX["II"]].values = segments[LEAD_INDEX["II"]].values * 1.3  # now plainly unlike the strip
     assert infer_timing(segments, FS).rhythm_lead == "aVF"
+
+
+def test_usual_rhythm_lead_wins_against_a_chance_match_on_a_noisy_reading() -> None:
+    """On a noisy page another lead's segment can match a lead II strip a little better by chance;
+    only a match that leaves at most half of lead II's misfit takes the strip from II."""
+    rng = np.random.default_rng(4)
+    signals = simulate_12lead(sample_params(rng), fs=FS, duration_s=10.0, rng=rng)
+    segments = _printed(signals, "sequential", "II")
+    strip = segments[-1].values
+    v6 = next(s for s in segments if s.lead == "V6")
+    ii = next(s for s in segments if s.lead == "II")
+
+    def read_with_misfit(seg: PrintedSegment, misfit: float) -> None:
+        window = strip[int(2.5 * FS) * seg.column :][: len(seg.values)]
+        seg.values = window + rng.normal(0, np.sqrt(misfit) * window.std(), len(window))
+
+    for seg in segments[:-1]:
+        if seg.lead not in ("II", "V6"):
+            seg.values = -seg.values  # unlike the strip, so only II and V6 compete
+    read_with_misfit(ii, 0.20)  # II scores about 0.80
+    read_with_misfit(v6, 0.14)  # V6 about 0.86: better by more than the margin, but not by half the misfit
+    assert infer_timing(segments, FS).rhythm_lead == "II"
+    read_with_misfit(v6, 0.02)
+    assert infer_timing(segments, FS).rhythm_lead == "V6"
