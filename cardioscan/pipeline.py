@@ -34,12 +34,14 @@ from cardioscan.record import LEAD_NAMES, EcgRecord
 from cardioscan.source import SOURCE_WEIGHTS, SourceClassifier, SourceEstimate
 from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, check_timing_mode, infer_timing
 from cardioscan.trace import (
+    REFINE_MM,
     TRACE_WEIGHTS,
     RowTrace,
     TraceNet,
     find_rows,
     follow_rows,
     ink_mask,
+    refine_rows,
     trace_ink,
     with_vertical_strokes,
 )
@@ -130,6 +132,18 @@ def rough_px_per_mm(rgb: np.ndarray) -> float:
     return max(rgb.shape[:2]) / 280.0
 
 
+def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> tuple[int, int, int, int]:
+    """The part of the page (x0, y0, x1, y1) a finer reading of `rows` needs: their span, the
+    pulses before them, and room for the network's view around the ink."""
+    margin = (REFINE_MM + 5.0) * px_per_mm
+    x0 = min(r.x_start for r in rows) - 20 * px_per_mm  # the calibration pulses
+    x1 = max(r.x_start + len(r.y_px) for r in rows) + margin
+    y0 = min(np.nanmin(r.y_px) for r in rows) - margin
+    y1 = max(np.nanmax(r.y_px) for r in rows) + margin
+    h, w = shape[:2]
+    return max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
+
+
 def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
     """Stage 2 on the trace pixels of an upright page: the rows and their traces."""
     trace = trace_ink(mask, px_per_mm)
@@ -158,11 +172,17 @@ class Digitizer:
                            if source_weights is not None and source_weights.exists() else None)
         self.routing = load_routing() if routing is None else routing
 
-    def trace_mask(self, rgb: np.ndarray) -> np.ndarray:
+    def trace_mask(self, rgb: np.ndarray, max_side: int | None = None,
+                   box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Trace pixels of the page (only inside `box` when given; see `TraceNet.probability`)."""
         if self.trace_net is None:
             grid = measure_grid(rgb)
             return ink_mask(rgb, grid.px_per_mm if grid.found else rough_px_per_mm(rgb))
-        return with_vertical_strokes(self.trace_net.probability(rgb) > 0.5, rgb, rough_px_per_mm(rgb))
+        x0, y0, x1, y1 = box or (0, 0, rgb.shape[1], rgb.shape[0])
+        inside = self.trace_net.probability(rgb, max_side, box)[y0:y1, x0:x1] > 0.5
+        mask = np.zeros(rgb.shape[:2], bool)
+        mask[y0:y1, x0:x1] = with_vertical_strokes(inside, rgb[y0:y1, x0:x1], rough_px_per_mm(rgb))
+        return mask
 
     def digitize_file(self, path: Path, page: int = 1, pdf_dpi: float = PDF_DPI) -> DigitizeResult:
         start = time.perf_counter()
@@ -214,12 +234,20 @@ class Digitizer:
         readings = {half: read_rows(upright(mask, 2 * half), guess) for half in (False, True)}
         frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k]))
         rows = readings[frame.half_turn]
+        coarse = upright(mask, 2 * frame.half_turn)
         seconds["grid+rows"] = time.perf_counter() - t
         if self.trace_net is not None and frame.turns != 0:
             # The network reads upright pages best: read a turned one again, the right way up.
             t = time.perf_counter()
-            rows = read_rows(self.trace_mask(upright(rgb, 2 * frame.half_turn)), guess)
+            coarse = self.trace_mask(upright(rgb, 2 * frame.half_turn))
+            rows = read_rows(coarse, guess)
             seconds["trace upright"] = time.perf_counter() - t
+        if self.trace_net is not None and rows and max(rgb.shape[:2]) > self.trace_net.MAX_SIDE:
+            t = time.perf_counter()
+            page_up = upright(rgb, 2 * frame.half_turn)
+            fine = self.trace_mask(page_up, self.trace_net.FINE_SIDE, rows_box(rows, page_up.shape, guess))
+            rows = refine_rows(rows, coarse, fine, guess)
+            seconds["trace fine"] = time.perf_counter() - t
 
         t = time.perf_counter()
         longest = max((len(r.y_px) for r in rows), default=0)

@@ -1,0 +1,35 @@
+"""Stage 2's row reading: a finer mask sharpens values without changing what was decided."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from cardioscan.pipeline import read_rows
+from cardioscan.trace import refine_rows
+
+PX_PER_MM = 8.0
+
+
+def _row_mask(peak_px: int, thickness: int, shape: tuple[int, int] = (300, 600)) -> np.ndarray:
+    """A flat trace at y = 150 with one narrow QRS-like spike `peak_px` high at x = 300."""
+    points = np.array([[20, 150], [290, 150], [300, 150 - peak_px], [310, 150], [580, 150]], np.int32)
+    mask = np.zeros(shape, np.uint8)
+    cv2.polylines(mask, [points.reshape(-1, 1, 2)], False, 1, thickness)
+    return mask > 0
+
+
+def test_finer_mask_restores_a_rounded_peak_and_ignores_ink_far_from_the_row() -> None:
+    coarse = _row_mask(peak_px=48, thickness=5)  # the coarse reading rounds the spike 12 px low
+    fine = _row_mask(peak_px=60, thickness=2)
+    fine[190:192, 20:580] = True  # a grid line 5 mm below the trace, which the fine mask took for ink
+    rows = read_rows(coarse, PX_PER_MM)
+    assert len(rows) == 1
+    x_start, coarse_peak = rows[0].x_start, float(np.nanmin(rows[0].y_px))
+    assert coarse_peak > 150 - 60 + 8
+
+    refined = refine_rows(rows, coarse, fine, PX_PER_MM)
+    assert len(refined) == 1 and refined[0].x_start == x_start
+    assert abs(float(np.nanmin(refined[0].y_px)) - (150 - 60)) <= 2
+    flat = refined[0].y_px[: 200 - x_start]
+    np.testing.assert_allclose(flat[np.isfinite(flat)], 150, atol=1)  # not pulled to the grid line
