@@ -46,7 +46,7 @@ class TraceNet:
     """The trace network, loaded once: `probability(rgb)` is each pixel's chance of being trace ink."""
 
     MAX_SIDE = 1800  # larger inputs are read at reduced size (memory and time), then scaled back
-    FINE_SIDE = 2400  # `refine_rows` reads at most this size: a 200-dpi page at its own resolution
+    FINE_SIDE = 3400  # `refine_rows` reads at most this size: a 300-dpi page at its own resolution
 
     def __init__(self, path: Path = TRACE_WEIGHTS, device: str = "cpu") -> None:
         self.path = path
