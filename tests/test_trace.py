@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
 from cardioscan.pipeline import read_rows
-from cardioscan.trace import refine_rows
+from cardioscan.trace import TraceNet, refine_rows
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean.png"
 
 PX_PER_MM = 8.0
 
@@ -33,3 +37,15 @@ def test_finer_mask_restores_a_rounded_peak_and_ignores_ink_far_from_the_row() -
     assert abs(float(np.nanmin(refined[0].y_px)) - (150 - 60)) <= 2
     flat = refined[0].y_px[: 200 - x_start]
     np.testing.assert_allclose(flat[np.isfinite(flat)], 150, atol=1)  # not pulled to the grid line
+
+
+def test_reading_part_of_a_page_matches_reading_the_whole_page_there() -> None:
+    """A box is read with its own page coordinates, so the network sees it as it would whole."""
+    net = TraceNet()
+    page = cv2.cvtColor(cv2.imread(str(EXAMPLE)), cv2.COLOR_BGR2RGB)[300:900, 200:1100]
+    box = (200, 150, 700, 450)
+    whole, part = net.probability(page), net.probability(page, box=box)
+    assert part.shape == whole.shape and part[:150].max() == 0 and part[:, 700:].max() == 0
+    inner = (slice(150 + 64, 450 - 64), slice(200 + 64, 700 - 64))  # away from the box's edges
+    a, b = whole[inner] > 0.5, part[inner] > 0.5
+    assert a.sum() > 1000 and (a & b).sum() / (a | b).sum() > 0.95
