@@ -34,7 +34,6 @@ from cardioscan.record import LEAD_NAMES, EcgRecord
 from cardioscan.source import SOURCE_WEIGHTS, SourceClassifier, SourceEstimate
 from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, check_timing_mode, infer_timing
 from cardioscan.trace import (
-    REFINE_MM,
     TRACE_WEIGHTS,
     RowTrace,
     TraceNet,
@@ -42,6 +41,7 @@ from cardioscan.trace import (
     follow_rows,
     ink_mask,
     refine_rows,
+    rows_box,
     trace_ink,
     with_vertical_strokes,
 )
@@ -132,18 +132,6 @@ def rough_px_per_mm(rgb: np.ndarray) -> float:
     return max(rgb.shape[:2]) / 280.0
 
 
-def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> tuple[int, int, int, int]:
-    """The part of the page (x0, y0, x1, y1) a finer reading of `rows` needs: their span, the
-    pulses before them, and room for the network's view around the ink."""
-    margin = (REFINE_MM + 5.0) * px_per_mm
-    x0 = min(r.x_start for r in rows) - 20 * px_per_mm  # the calibration pulses
-    x1 = max(r.x_start + len(r.y_px) for r in rows) + margin
-    y0 = min(np.nanmin(r.y_px) for r in rows) - margin
-    y1 = max(np.nanmax(r.y_px) for r in rows) + margin
-    h, w = shape[:2]
-    return max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
-
-
 def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
     """Stage 2 on the trace pixels of an upright page: the rows and their traces."""
     trace = trace_ink(mask, px_per_mm)
@@ -179,7 +167,7 @@ class Digitizer:
             grid = measure_grid(rgb)
             return ink_mask(rgb, grid.px_per_mm if grid.found else rough_px_per_mm(rgb))
         x0, y0, x1, y1 = box or (0, 0, rgb.shape[1], rgb.shape[0])
-        inside = self.trace_net.probability(rgb, max_side, box)[y0:y1, x0:x1] > 0.5
+        inside = self.trace_net.probability(rgb, max_side, box) > 0.5
         mask = np.zeros(rgb.shape[:2], bool)
         mask[y0:y1, x0:x1] = with_vertical_strokes(inside, rgb[y0:y1, x0:x1], rough_px_per_mm(rgb))
         return mask

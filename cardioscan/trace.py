@@ -63,8 +63,8 @@ class TraceNet:
     def probability(self, rgb: np.ndarray, max_side: int | None = None,
                     box: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Each pixel's chance of being trace, reading the page at most `max_side` (default
-        `MAX_SIDE`) px on its long side. With `box` (x0, y0, x1, y1) only that part is read
-        (zero elsewhere), at the whole page's scale and with its page coordinates, as in training."""
+        `MAX_SIDE`) px on its long side. With `box` (x0, y0, x1, y1) only that part is read and
+        returned, at the whole page's scale and with its page coordinates, as in training."""
         h, w = rgb.shape[:2]
         scale = min(1.0, (max_side or self.MAX_SIDE) / max(h, w))
         x0, y0, x1, y1 = box or (0, 0, w, h)
@@ -82,13 +82,7 @@ class TraceNet:
         ys = (y0 * sy + torch.arange(sh + ph) + 0.5) / (h * sy) * 2 - 1
         coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))[None].to(self.device)
         prob = torch.sigmoid(self.model(x, coords)["maps"][0, 0, :sh, :sw]).float().cpu().numpy()
-        if scale < 1:
-            prob = cv2.resize(prob, (cw, ch), interpolation=cv2.INTER_LINEAR)
-        if box is None:
-            return prob
-        page = np.zeros((h, w), np.float32)
-        page[y0:y1, x0:x1] = prob
-        return page
+        return cv2.resize(prob, (cw, ch), interpolation=cv2.INTER_LINEAR) if scale < 1 else prob
 
 
 def ink_mask(rgb: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -340,6 +334,18 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
             use = np.abs(values - row.y_px) <= reach
         row.y_px[use] = values[use]
     return rows
+
+
+def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> tuple[int, int, int, int]:
+    """The part of the page (x0, y0, x1, y1) that `refine_rows` needs read: the rows' span, the
+    pulses before them, and room for the network's view around the ink."""
+    margin = (REFINE_MM + 5.0) * px_per_mm
+    x0 = min(r.x_start for r in rows) - 20 * px_per_mm  # the calibration pulses
+    x1 = max(r.x_start + len(r.y_px) for r in rows) + margin
+    y0 = min(np.nanmin(r.y_px) for r in rows) - margin
+    y1 = max(np.nanmax(r.y_px) for r in rows) + margin
+    h, w = shape[:2]
+    return max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
 
 
 def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
