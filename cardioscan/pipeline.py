@@ -219,10 +219,10 @@ class Digitizer:
             flags.append("grid too faint to rectify: perspective not corrected")
         mask = frame.apply(mask)
         guess = px_per_mm or rough_px_per_mm(rgb)
-        readings = {half: read_rows(upright(mask, 2 * half), guess) for half in (False, True)}
+        masks = {half: upright(mask, 2 * half) for half in (False, True)}
+        readings = {half: read_rows(masks[half], guess) for half in (False, True)}
         frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k]))
-        rows = readings[frame.half_turn]
-        coarse = upright(mask, 2 * frame.half_turn)
+        rows, coarse = readings[frame.half_turn], masks[frame.half_turn]
         seconds["grid+rows"] = time.perf_counter() - t
         if self.trace_net is not None and frame.turns != 0:
             # The network reads upright pages best: read a turned one again, the right way up.
