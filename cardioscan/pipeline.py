@@ -40,6 +40,7 @@ from cardioscan.trace import (
     find_rows,
     follow_rows,
     ink_mask,
+    pulse_edge_ink,
     refine_rows,
     rows_box,
     trace_ink,
@@ -135,7 +136,7 @@ def rough_px_per_mm(rgb: np.ndarray) -> float:
 def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
     """Stage 2 on the trace pixels of an upright page: the rows and their traces."""
     trace = trace_ink(mask, px_per_mm)
-    return follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm)
+    return follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm, pulse_edge_ink(mask, px_per_mm))
 
 
 class Digitizer:

@@ -121,11 +121,17 @@ def with_vertical_strokes(mask: np.ndarray, rgb: np.ndarray, px_per_mm: float) -
     return mask | joined[labels]
 
 
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and stats of the mask's connected strokes (1-px breaks bridged)."""
+    joined = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    return labels, stats
+
+
 def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
     """Keep ink that belongs to long connected strokes (traces) or tall ones (calibration
     pulses), dropping letters, words, specks and solid blocks."""
-    joined = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    labels, stats = _components(mask)
     width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     density = stats[:, cv2.CC_STAT_AREA] / np.maximum(width * height, 1)
     keep = (width >= 12 * px_per_mm) | ((width >= 4.5 * px_per_mm) & (height >= 4.5 * px_per_mm))
@@ -134,6 +140,29 @@ def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
     keep &= (density < 0.3) | (height < 8 * px_per_mm)
     keep[0] = False
     return keep[labels] & mask
+
+
+def pulse_edge_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """The ink of calibration pulses whose thin top the network dropped (a straight line, like
+    the grid's), leaving two narrow strokes that `trace_ink` drops. `follow_rows` tries them only
+    where a row's start shows no pulse."""
+    labels, stats = _components(mask)
+    return _pulse_edges(stats, px_per_mm)[labels] & mask
+
+
+def _pulse_edges(stats: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """Components that are a pulse's two edges: narrow strokes 4.5-25 mm tall (a 5 to 20 mm/mV
+    pulse) in pairs, standing on the same foot 3-12 mm apart; not a lone one (a lead separator)."""
+    left, top, width, height = (stats[:, k] for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
+                                                      cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+    narrow = np.flatnonzero((height >= 4.5 * px_per_mm) & (height <= 25 * px_per_mm) & (width < 3 * px_per_mm))
+    narrow = narrow[narrow != 0]
+    centre, foot = left[narrow] + width[narrow] / 2, top[narrow] + height[narrow]
+    apart = np.abs(centre[:, None] - centre[None, :])
+    paired = (np.abs(foot[:, None] - foot[None, :]) <= px_per_mm) & (apart >= 3 * px_per_mm) & (apart <= 12 * px_per_mm)
+    edges = np.zeros(len(stats), bool)
+    edges[narrow[paired.any(axis=1)]] = True
+    return edges
 
 
 def find_rows(trace: np.ndarray, px_per_mm: float) -> list[float]:
@@ -145,6 +174,7 @@ def find_rows(trace: np.ndarray, px_per_mm: float) -> list[float]:
     return [float(p) for p in peaks]
 
 
+PULSE_ZONE_MM = 16  # a row's calibration pulse lies within its first 16 mm (10 mm wide at 50 mm/s)
 REFINE_MM = 2.0  # how far a finer reading may move a column's value (a QRS peak read 8 % low at 2 mV)
 
 
@@ -159,13 +189,13 @@ class Pulse:
 def _baseline_after_pulse(ys: np.ndarray, px_per_mm: float) -> float:
     """The row's level just after where a pulse would stand (its first 40 mm): a wandering
     baseline or a curled page can lift the row's start several mm off its overall median."""
-    near = ys[int(16 * px_per_mm) : int(40 * px_per_mm)]
+    near = ys[int(PULSE_ZONE_MM * px_per_mm) : int(40 * px_per_mm)]
     return float(np.nanmedian(near)) if np.isfinite(near).sum() > 5 * px_per_mm else float(np.nanmedian(ys))
 
 
 def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     """A flat-topped step of 3+ mm at the row start, measured from its own foot."""
-    window = ys[: int(16 * px_per_mm)]  # a 50 mm/s pulse is 10 mm wide
+    window = ys[: int(PULSE_ZONE_MM * px_per_mm)]
     rise = baseline - window
     high = np.isfinite(rise) & (rise > 3 * px_per_mm)
     if high.sum() < 3 * px_per_mm:
@@ -191,6 +221,27 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     gap = np.flatnonzero(~after)
     resume = end + int(gap[0] + np.argmax(after[gap[0] :])) if len(gap) and after[gap[0] :].any() else end
     return Pulse(zero - top, float(idx[-1] - idx[0] + 1), zero, resume)
+
+
+def _bridge_pulse_top(ys: np.ndarray, y_min: np.ndarray, y_max: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """The pulse's top drawn back in where only its two edges were read (see `trace_ink`): two
+    tall strokes standing on the same foot at the row start, 3-12 mm apart, with no ink between
+    them. The taller stroke gives the top (the network may drop part of an edge too)."""
+    zone = int(PULSE_ZONE_MM * px_per_mm)
+    span = (y_max - y_min)[:zone]
+    tall = np.flatnonzero(np.nan_to_num(span) >= 3 * px_per_mm)
+    strokes = np.split(tall, np.flatnonzero(np.diff(tall) > 1) + 1) if len(tall) else []
+    if len(strokes) < 2 or strokes[0][0] > 4 * px_per_mm:
+        return ys
+    rise, fall = strokes[0], strokes[1]
+    between = np.arange(rise[-1] + 1, fall[0])
+    if (abs(y_max[rise].max() - y_max[fall].max()) > px_per_mm
+            or not 3 * px_per_mm <= len(between) <= 12 * px_per_mm or np.isfinite(ys[between]).mean() > 0.5):
+        return ys
+    top = min(y_min[rise].min(), y_min[fall].min()) + 0.5 * float(np.nanmedian(y_max - y_min))
+    out = ys.copy()
+    out[between] = np.where(np.isfinite(ys[between]), ys[between], top)
+    return out
 
 
 def _bidirectional(y_min: np.ndarray, y_max: np.ndarray) -> np.ndarray:
@@ -283,27 +334,78 @@ def _extend_past_edges(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.n
         y_max[j] = bottom - 1 + (int(column.argmin()) if not column.all() else len(column))
 
 
-def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float) -> list[RowTrace]:
-    """Follow each row's own stroke column by column (see `_own_stroke`, `_bidirectional`), then cut
-    off the calibration pulse at its start."""
+def _read_band(mask: np.ndarray, base: float, band: tuple[int, int], columns: tuple[int, int],
+               limits: tuple[int, int], px_per_mm: float, pulse_top: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A row's own stroke in the band `mask[top:bottom, x0:x1]`: the ink's top and bottom per
+    column and the trace's y (see `_own_stroke`, `_bidirectional`). Runs cut by the band's edges
+    are followed beyond them up to `limits`. With `pulse_top`, the band reaches up to it over
+    the columns where a calibration pulse may stand."""
+    (top, bottom), (x0, x1) = band, columns
+    upper = top if pulse_top is None else pulse_top
+    sub = mask[upper:bottom, x0:x1]
+    if pulse_top is not None:
+        sub = sub.copy()
+        sub[: top - upper, int(PULSE_ZONE_MM * px_per_mm):] = False
+    y_min, y_max = _own_stroke(sub, base - upper)
+    y_min, y_max = y_min + upper, y_max + upper
+    _extend_past_edges(mask, x0, y_min, y_max, top, bottom, limits)
+    return y_min, y_max, _bridge_pulse_top(_bidirectional(y_min, y_max), y_min, y_max, px_per_mm)
+
+
+def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, band: tuple[int, int],
+                 limits: tuple[int, int], cut_at_top: bool, px_per_mm: float
+                 ) -> tuple[int, np.ndarray, Pulse] | None:
+    """A row's start read again the ways a pulse the first reading missed would show: taller
+    than half the row spacing (a 20 mm/mV pulse's top lies beyond the band, which cut the ink
+    at its top), or as two edges whose top the network dropped (`with_edges`: the mask plus
+    `pulse_edge_ink`). The first reading that finds a pulse gives its first column, its trace
+    and the pulse."""
+    top, bottom = band
+    readings = [(mask, limits[0])] if cut_at_top else []
+    if with_edges is not None:
+        readings += [(with_edges, None)] + ([(with_edges, limits[0])] if cut_at_top else [])
+    for source, pulse_top in readings:
+        cols = np.flatnonzero(source[top:bottom].any(axis=0))
+        x0 = int(cols[0])
+        columns = (x0, min(int(cols[-1]) + 1, x0 + int(40 * px_per_mm)))  # the pulse and the level after it
+        _, _, ys = _read_band(source, base, band, columns, limits, px_per_mm, pulse_top)
+        pulse = _pulse(ys, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
+        if pulse is not None:
+            return x0, ys, pulse
+    return None
+
+
+def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
+                pulse_edges: np.ndarray | None = None) -> list[RowTrace]:
+    """Follow each row's own stroke column by column (see `_read_band`), then cut off the
+    calibration pulse at its start (looked for again with `pulse_edges` where none is seen)."""
     rows: list[RowTrace] = []
     h = mask.shape[0]
+    with_edges = mask | pulse_edges if pulse_edges is not None and pulse_edges.any() else None
     for i, base in enumerate(baselines):
         above = base - baselines[i - 1] if i > 0 else 30 * px_per_mm
         below = baselines[i + 1] - base if i + 1 < len(baselines) else 30 * px_per_mm
         top, bottom = max(0, int(base - above / 2)), min(h, int(base + below / 2))
-        band = mask[top:bottom]
-        cols = np.flatnonzero(band.any(axis=0))
+        cols = np.flatnonzero(mask[top:bottom].any(axis=0))
         if len(cols) < 10 * px_per_mm:
             continue
-        x0, x1 = int(cols[0]), int(cols[-1]) + 1
-        y_min, y_max = _own_stroke(band[:, x0:x1], base - top)
-        y_min, y_max = y_min + top, y_max + top
-        _extend_past_edges(mask, x0, y_min, y_max, top, bottom,
-                           (max(0, int(base - 0.9 * above)), min(h, int(base + 0.9 * below))))
-        ys = _bidirectional(y_min, y_max)
+        x0 = int(cols[0])
+        limits = (max(0, int(base - 0.9 * above)), min(h, int(base + 0.9 * below)))
+        y_min, y_max, ys = _read_band(mask, base, (top, bottom), (x0, int(cols[-1]) + 1), limits, px_per_mm)
         pulse = _pulse(ys, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         resume = pulse.resume if pulse else 0
+        if pulse is None:
+            cut_at_top = bool((y_min[: int(PULSE_ZONE_MM * px_per_mm)] < top).any())
+            retry = _pulse_retry(mask, with_edges, base, (top, bottom), limits, cut_at_top, px_per_mm)
+            if retry is not None:
+                # The row goes on from the pulse's end: the retry's values up to where the first
+                # reading starts, the first reading's (of the whole row) after.
+                retry_x0, head, pulse = retry
+                resume_at = retry_x0 + pulse.resume
+                ys = np.concatenate([head[pulse.resume : max(pulse.resume, x0 - retry_x0)],
+                                     ys[max(0, resume_at - x0):]])
+                x0, resume = resume_at, 0
         # Ink starts half a line width before the signal's first sample.
         half_line = 0.5 * float(np.nanmedian(y_max - y_min))
         rows.append(RowTrace(ys[resume:], x0 + resume, pulse.zero_px if pulse else None,

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from cardioscan.pipeline import read_rows
+from cardioscan.postprocess import gain_from_pulses, speed_from_pulses
 from cardioscan.trace import TraceNet, refine_rows
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean.png"
@@ -48,3 +49,43 @@ def test_reading_part_of_a_page_matches_reading_the_whole_page_there() -> None:
     assert part.shape == (300, 500)
     a, b = whole[150 + 64 : 450 - 64, 200 + 64 : 700 - 64] > 0.5, part[64:-64, 64:-64] > 0.5  # away from its edges
     assert a.sum() > 1000 and (a & b).sum() / (a | b).sum() > 0.95
+
+
+def _rows_with_pulses(pulse_mm: float, spacing_mm: float, pulse_top: bool = True) -> np.ndarray:
+    """Three rows `spacing_mm` apart, each starting with a 1 mV pulse `pulse_mm` tall and 5 mm
+    wide (25 mm/s), then after a 1.5 mm gap the beats; the pulse's top line left out when
+    `pulse_top` is False (as the network drops a thin one, val96 #80)."""
+    mm = PX_PER_MM
+    height, width = int((3 * spacing_mm + 20) * mm), int(120 * mm)
+    mask = np.zeros((height, width), np.uint8)
+    for row in range(3):
+        base = int((spacing_mm * (row + 0.5) + 10) * mm)
+        x0, x1 = int(10 * mm), int(15 * mm)
+        top = base - int(pulse_mm * mm)
+        cv2.line(mask, (x0 - int(2 * mm), base), (x0, base), 1, 2)
+        cv2.line(mask, (x0, base), (x0, top), 1, 2)
+        cv2.line(mask, (x1, top), (x1, base), 1, 2)
+        if pulse_top:
+            cv2.line(mask, (x0, top), (x1, top), 1, 2)
+        points = [(int(16.5 * mm), base), (int(18 * mm), base)]
+        for beat in np.arange(25, 115, 20):  # a QRS of 1.2 mV and a flat baseline between beats
+            points += [(int(beat * mm), base), (int((beat + 1) * mm), base - int(1.2 * pulse_mm * mm)),
+                       (int((beat + 2) * mm), base)]
+        cv2.polylines(mask, [np.array(points, np.int32).reshape(-1, 1, 2)], False, 1, 2)
+    return mask > 0
+
+
+def test_a_pulse_taller_than_half_the_row_spacing_gives_its_gain() -> None:
+    """A 20 mm/mV pulse stands 20 mm high between rows 32 mm apart, above the row's own band."""
+    rows = read_rows(_rows_with_pulses(pulse_mm=20, spacing_mm=32), PX_PER_MM)
+    assert len(rows) == 3
+    assert gain_from_pulses(rows, PX_PER_MM) == 20
+    assert speed_from_pulses(rows, PX_PER_MM) == 25
+
+
+def test_a_pulse_whose_top_was_lost_is_measured_from_its_edges() -> None:
+    rows = read_rows(_rows_with_pulses(pulse_mm=10, spacing_mm=30, pulse_top=False), PX_PER_MM)
+    assert len(rows) == 3
+    assert all(row.pulse_height_px is not None for row in rows)
+    assert gain_from_pulses(rows, PX_PER_MM) == 10
+    assert speed_from_pulses(rows, PX_PER_MM) == 25
