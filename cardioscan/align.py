@@ -2,9 +2,10 @@
 
 Classical stand-in for the keypoint UNet of DESIGN.md. The trace rows of a tilted page
 are straightened by the rotation that makes their horizontal profile sharpest (perspective
-is not corrected yet). An ECG's traces run along the page's long side, and calibration pulses stand at the rows' left ends, so the upright candidate is the
-one whose rows read as a known layout with pulses where they belong. Without pulses a page
-upside down cannot be told from upright; the score then keeps the page as given.
+is not corrected yet). An ECG's traces run along the page's long side, and calibration
+pulses stand at the rows' left ends, so the upright candidate is the one whose rows read as
+a known layout with pulses where they belong, and whose beats run forward in time (each
+QRS followed by a T wave larger than the P wave before it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from functools import cached_property
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
+from scipy.signal import find_peaks
 
 from cardioscan.grid import GridWarp
 from cardioscan.postprocess import infer_layout
@@ -116,13 +119,38 @@ class PageFrame:
         return _unturn(pts, turned_shape, self.quarter_turns)
 
 
-def orientation_score(rows: list[RowTrace]) -> float:
-    """Higher when the rows form a known layout and start with calibration pulses."""
+def orientation_score(rows: list[RowTrace], px_per_mm: float) -> float:
+    """Higher when the rows form a known layout, start with calibration pulses and run
+    forward in time (`waves_follow_beats`)."""
     if not rows:
         return 0.0
     pulses = sum(r.pulse_height_px is not None for r in rows) / len(rows)
     coverage = float(np.mean([r.coverage for r in rows]))
-    return 2.0 * (infer_layout(rows) is not None) + 2.0 * pulses + coverage
+    return 2.0 * (infer_layout(rows) is not None) + 2.0 * pulses + coverage + 0.5 * waves_follow_beats(rows, px_per_mm)
+
+
+def waves_follow_beats(rows: list[RowTrace], px_per_mm: float) -> float:
+    """In [-1, 1]: +1 when, beat after beat, the larger slow wave (by RMS) stands after the QRS
+    rather than before it. A T wave is larger than a P wave in nearly every lead, and a page
+    turned half a turn reads time backwards, so this tells upright from upside down without
+    pulses (val96: 9 of 96 pages read upside down without it, 3 with it at weight 0.5)."""
+    per_s = 25.0 * px_per_mm  # the usual paper speed; at 50 mm/s the windows still see T vs P
+    votes = []
+    for row in rows:
+        finite = np.isfinite(row.y_px)
+        if finite.sum() < 2 * per_s:
+            continue
+        x = np.arange(len(row.y_px))
+        y = np.interp(x, x[finite], row.y_px[finite])
+        level = y - median_filter(y, size=int(0.6 * per_s) | 1)
+        sharp = np.abs(y - median_filter(y, size=int(0.06 * per_s) | 1))
+        beats, _ = find_peaks(sharp, distance=int(0.3 * per_s), prominence=0.5 * sharp.max())
+        for q in beats:
+            after = level[q + int(0.12 * per_s) : q + int(0.35 * per_s)]
+            before = level[max(0, q - int(0.25 * per_s)) : max(0, q - int(0.08 * per_s))]
+            if len(after) and len(before):
+                votes.append(np.sign(np.sqrt(np.mean(after**2)) - np.sqrt(np.mean(before**2))))
+    return float(np.mean(votes)) if votes else 0.0
 
 
 def skew_degrees(mask: np.ndarray, limit: float = 20.0) -> float:

@@ -222,7 +222,7 @@ class Digitizer:
         guess = px_per_mm or rough_px_per_mm(rgb)
         masks = {half: upright(mask, 2 * half) for half in (False, True)}
         readings = {half: read_rows(masks[half], guess) for half in (False, True)}
-        frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k]))
+        frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k], guess))
         rows, coarse = readings[frame.half_turn], masks[frame.half_turn]
         seconds["grid+rows"] = time.perf_counter() - t
         if self.trace_net is not None and frame.turns != 0:

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cardioscan.align import PageFrame, rotation_homography, skew_degrees
+from cardioscan.align import PageFrame, rotation_homography, skew_degrees, waves_follow_beats
+from cardioscan.trace import RowTrace
 
 
 def _rows_mask(shape: tuple[int, int] = (300, 500)) -> np.ndarray:
@@ -35,3 +36,22 @@ def test_points_map_back_to_the_input(quarter_turns: int, degrees: float, half_t
     y, x = np.unravel_index(np.argmax(cv2.GaussianBlur(seen.astype(np.float32), (0, 0), 1.5)), seen.shape)
     back = frame.to_input(np.array([[x, y]], float))[0]
     assert back == pytest.approx([301, 101], abs=1.5)
+
+
+def _beats_row(px_per_mm: float = 8.0, seconds: float = 10.0) -> RowTrace:
+    """A row of beats at 25 mm/s: a 0.1 mV P wave, a 1 mV QRS, a 0.3 mV T wave, at 10 mm/mV."""
+    per_s = 25 * px_per_mm
+    t = np.arange(int(seconds * per_s)) / per_s
+    mv = np.zeros_like(t)
+    for beat in np.arange(0.4, seconds - 0.5, 0.85):
+        mv += 0.1 * np.exp(-(((t - beat + 0.16) / 0.03) ** 2))  # P
+        mv += 1.0 * np.exp(-(((t - beat) / 0.012) ** 2))  # QRS
+        mv += 0.3 * np.exp(-(((t - beat - 0.28) / 0.06) ** 2))  # T
+    return RowTrace(200.0 - mv * 10 * px_per_mm, x_start=0, zero_px=None, pulse_height_px=None)
+
+
+def test_beats_tell_upright_from_upside_down() -> None:
+    row = _beats_row()
+    turned = RowTrace(400.0 - row.y_px[::-1], x_start=0, zero_px=None, pulse_height_px=None)  # half a turn
+    assert waves_follow_beats([row], 8.0) > 0.8
+    assert waves_follow_beats([turned], 8.0) < -0.8
