@@ -40,10 +40,9 @@ from cardioscan.trace import (
     find_rows,
     follow_rows,
     ink_mask,
-    pulse_edge_ink,
     refine_rows,
     rows_box,
-    trace_ink,
+    trace_and_pulse_edges,
     with_vertical_strokes,
 )
 
@@ -135,8 +134,8 @@ def rough_px_per_mm(rgb: np.ndarray) -> float:
 
 def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
     """Stage 2 on the trace pixels of an upright page: the rows and their traces."""
-    trace = trace_ink(mask, px_per_mm)
-    return follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm, pulse_edge_ink(mask, px_per_mm))
+    trace, pulse_edges = trace_and_pulse_edges(mask, px_per_mm)
+    return follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm, pulse_edges)
 
 
 class Digitizer:

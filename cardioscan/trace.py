@@ -128,10 +128,9 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, stats
 
 
-def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
-    """Keep ink that belongs to long connected strokes (traces) or tall ones (calibration
-    pulses), dropping letters, words, specks and solid blocks."""
-    labels, stats = _components(mask)
+def _trace_strokes(stats: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """Components that are long connected strokes (traces) or tall ones (calibration pulses),
+    not letters, words, specks or solid blocks."""
     width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     density = stats[:, cv2.CC_STAT_AREA] / np.maximum(width * height, 1)
     keep = (width >= 12 * px_per_mm) | ((width >= 4.5 * px_per_mm) & (height >= 4.5 * px_per_mm))
@@ -139,15 +138,21 @@ def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
     # straightened page is a flat box, hence the height condition).
     keep &= (density < 0.3) | (height < 8 * px_per_mm)
     keep[0] = False
-    return keep[labels] & mask
+    return keep
 
 
-def pulse_edge_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
-    """The ink of calibration pulses whose thin top the network dropped (a straight line, like
-    the grid's), leaving two narrow strokes that `trace_ink` drops. `follow_rows` tries them only
-    where a row's start shows no pulse."""
+def trace_ink(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """Keep the ink of traces and calibration pulses (see `_trace_strokes`)."""
     labels, stats = _components(mask)
-    return _pulse_edges(stats, px_per_mm)[labels] & mask
+    return _trace_strokes(stats, px_per_mm)[labels] & mask
+
+
+def trace_and_pulse_edges(mask: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """`trace_ink`, and apart from it the ink of calibration pulses whose thin top the network
+    dropped (a straight line, like the grid's), leaving two narrow strokes `trace_ink` drops.
+    `follow_rows` tries those only where a row's start shows no pulse."""
+    labels, stats = _components(mask)
+    return _trace_strokes(stats, px_per_mm)[labels] & mask, _pulse_edges(stats, px_per_mm)[labels] & mask
 
 
 def _pulse_edges(stats: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -175,6 +180,7 @@ def find_rows(trace: np.ndarray, px_per_mm: float) -> list[float]:
 
 
 PULSE_ZONE_MM = 16  # a row's calibration pulse lies within its first 16 mm (10 mm wide at 50 mm/s)
+START_MM = 40  # the pulse zone and the stretch after it that gives the row's level there
 REFINE_MM = 2.0  # how far a finer reading may move a column's value (a QRS peak read 8 % low at 2 mV)
 
 
@@ -189,7 +195,7 @@ class Pulse:
 def _baseline_after_pulse(ys: np.ndarray, px_per_mm: float) -> float:
     """The row's level just after where a pulse would stand (its first 40 mm): a wandering
     baseline or a curled page can lift the row's start several mm off its overall median."""
-    near = ys[int(PULSE_ZONE_MM * px_per_mm) : int(40 * px_per_mm)]
+    near = ys[int(PULSE_ZONE_MM * px_per_mm) : int(START_MM * px_per_mm)]
     return float(np.nanmedian(near)) if np.isfinite(near).sum() > 5 * px_per_mm else float(np.nanmedian(ys))
 
 
@@ -224,8 +230,8 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
 
 
 def _bridge_pulse_top(ys: np.ndarray, y_min: np.ndarray, y_max: np.ndarray, px_per_mm: float) -> np.ndarray:
-    """The pulse's top drawn back in where only its two edges were read (see `trace_ink`): two
-    tall strokes standing on the same foot at the row start, 3-12 mm apart, with no ink between
+    """The pulse's top drawn back in where only its two edges were read (see `trace_and_pulse_edges`):
+    two tall strokes standing on the same foot at the row start, 3-12 mm apart, with no ink between
     them. The taller stroke gives the top (the network may drop part of an edge too)."""
     zone = int(PULSE_ZONE_MM * px_per_mm)
     span = (y_max - y_min)[:zone]
@@ -359,7 +365,7 @@ def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, b
     """A row's start read again the ways a pulse the first reading missed would show: taller
     than half the row spacing (a 20 mm/mV pulse's top lies beyond the band, which cut the ink
     at its top), or as two edges whose top the network dropped (`with_edges`: the mask plus
-    `pulse_edge_ink`). The first reading that finds a pulse gives its first column, its trace
+    `trace_and_pulse_edges`). The first reading that finds a pulse gives its first column, its trace
     and the pulse."""
     top, bottom = band
     readings = [(mask, limits[0])] if cut_at_top else []
@@ -368,7 +374,7 @@ def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, b
     for source, pulse_top in readings:
         cols = np.flatnonzero(source[top:bottom].any(axis=0))
         x0 = int(cols[0])
-        columns = (x0, min(int(cols[-1]) + 1, x0 + int(40 * px_per_mm)))  # the pulse and the level after it
+        columns = (x0, min(int(cols[-1]) + 1, x0 + int(START_MM * px_per_mm)))
         _, _, ys = _read_band(source, base, band, columns, limits, px_per_mm, pulse_top)
         pulse = _pulse(ys, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         if pulse is not None:
