@@ -45,7 +45,8 @@ def _unturn(points: np.ndarray, turned_shape: tuple[int, int], turns: int) -> np
 
 @dataclass
 class PageFrame:
-    """How the input was turned to read it: `quarter_turns` counter-clockwise, then the
+    """How the input was turned to read it: enlarged `input_scale` times (`reading_scale`),
+    turned `quarter_turns` counter-clockwise, then the
     small `skew_degrees` rotation and the grid's rectification (one homography onto a canvas
     of `shape`, then the grid's non-linear `warp` on that canvas), then `half_turn` if the page
     proved upside down. Maps what was read back onto the input's pixels."""
@@ -57,17 +58,19 @@ class PageFrame:
     shape: tuple[int, int]
     half_turn: bool = False
     warp: GridWarp | None = None
+    input_scale: float = 1.0  # `input_shape` and everything after it are in pixels of the enlarged input
 
     @classmethod
-    def fit(cls, mask: np.ndarray) -> PageFrame:
-        """Turn so the trace runs along the long side, then straighten the rows."""
+    def fit(cls, mask: np.ndarray, input_scale: float = 1.0) -> PageFrame:
+        """Turn so the trace runs along the long side, then straighten the rows. `mask` is
+        the input enlarged `input_scale` times."""
         turns = candidate_turns(mask.shape[:2])[0]
         turned = upright(mask, turns)
         degrees = skew_degrees(turned)
         if abs(degrees) < 0.3:  # not worth a resampling
-            return cls(mask.shape[:2], turns, 0.0, np.eye(3), turned.shape[:2])
+            return cls(mask.shape[:2], turns, 0.0, np.eye(3), turned.shape[:2], input_scale=input_scale)
         homography, shape = rotation_homography(turned.shape[:2], degrees)
-        return cls(mask.shape[:2], turns, degrees, homography, shape)
+        return cls(mask.shape[:2], turns, degrees, homography, shape, input_scale=input_scale)
 
     def then(self, homography: np.ndarray, shape: tuple[int, int]) -> PageFrame:
         """This frame followed by a further map (this frame's pixels to new ones, e.g. the
@@ -116,7 +119,8 @@ class PageFrame:
         pts = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), np.linalg.inv(self.homography)).reshape(-1, 2)
         h, w = self.input_shape
         turned_shape = (h, w) if self.quarter_turns % 2 == 0 else (w, h)
-        return _unturn(pts, turned_shape, self.quarter_turns)
+        # Pixel centres: x in the enlarged input lies at (x + 0.5) / scale - 0.5 in the input.
+        return (_unturn(pts, turned_shape, self.quarter_turns) + 0.5) / self.input_scale - 0.5
 
 
 def orientation_score(rows: list[RowTrace], px_per_mm: float) -> float:

@@ -50,6 +50,7 @@ LOW_QUALITY = 0.5
 NO_ECG = "no ECG found"  # the page flag (and its prefix) for an image that holds no readable ECG
 PAPER_TRACE_MM = 250.0  # 10 s at 25 mm/s: the printed width of a full rhythm row
 ROW_MM = (150.0, 290.0)  # the longest row of every layout we know, pulse included, fits in here
+MIN_READ_PX_PER_MM = 6.5  # pages coarser than this (about 165 dpi) are read enlarged: `reading_scale`
 
 
 @dataclass
@@ -84,7 +85,9 @@ class DigitizeResult:
                      "warp_misfit_mm": round(self.frame.warp.misfit_mm, 3) if self.frame.warp else None},
             "source": ({"category": None, "probability": None} if self.source is None else self.source.summary()),
             "preprocessing": self.preprocessing,
-            "calibration": {"px_per_mm": round(self.calibration.px_per_mm, 4),
+            "read_scale": self.frame.input_scale,  # the page was read this many times its size (`reading_scale`)
+            # px per mm of the input as given (the rows were read at read_scale times as many)
+            "calibration": {"px_per_mm": round(self.calibration.px_per_mm / self.frame.input_scale, 4),
                             "mm_per_s": self.calibration.mm_per_s, "mm_per_mv": self.calibration.mm_per_mv},
             "keypoints": {},
             "timing": None if self.timing is None else {
@@ -130,6 +133,20 @@ def rough_px_per_mm(rgb: np.ndarray) -> float:
     """A scale for sizing filters before the grid is read: the page's long side (a letter page
     is 279 mm) filling the image."""
     return max(rgb.shape[:2]) / 280.0
+
+
+def reading_scale(rgb: np.ndarray) -> float:
+    """How many times larger than given a page is read: twice when it is coarser than
+    `MIN_READ_PX_PER_MM`. On a 100- or 150-dpi page a 1 mm QRS is a few pixels, and rows,
+    pulses and peaks are followed to the pixel; read twice as large they are followed to half
+    of one (val96's 30 pages below 6.5 px/mm: 8.0 -> 10.4 dB). A bilevel page (a fax) is
+    read as given: enlarging it adds no grey levels, only blocks, and its dotted grid lines then
+    join the trace (two of eight val96 faxes lost 6-8 dB)."""
+    if rough_px_per_mm(rgb) >= MIN_READ_PX_PER_MM:
+        return 1.0
+    grey = rgb.max(axis=2)
+    bilevel = np.count_nonzero((grey > 40) & (grey < 215)) < 1e-3 * grey.size
+    return 1.0 if bilevel else 2.0
 
 
 def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
@@ -190,6 +207,9 @@ class Digitizer:
             prepared = preprocess(page.rgb, branches)
             seconds["source"] = time.perf_counter() - t
         t = time.perf_counter()
+        scale = reading_scale(prepared)
+        if scale != 1.0:
+            prepared = cv2.resize(prepared, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         mask = self.trace_mask(prepared)
         seconds["trace"] = time.perf_counter() - t
         if self.trace_net is None:
@@ -197,7 +217,7 @@ class Digitizer:
 
         t = time.perf_counter()
         white = (255, 255, 255)
-        frame = PageFrame.fit(mask)
+        frame = PageFrame.fit(mask, scale)
         rgb = frame.apply(prepared, border=white)
         seconds["align"] = time.perf_counter() - t
 
@@ -284,7 +304,7 @@ class Digitizer:
         if low and layout is not None:
             flags.append("low confidence leads: " + ", ".join(low))
         record.provenance.update({"input": str(page.path), "page": str(page.page), "cardioscan": __version__,
-                                  "layout": str(layout), "px_per_mm": f"{px_per_mm:.4f}",
+                                  "layout": str(layout), "px_per_mm": f"{px_per_mm / scale:.4f}",
                                   "mm_per_mv": f"{gain:g}", "mm_per_s": f"{speed:g}",
                                   "trace_model": self.trace_net.version if self.trace_net else "classical ink mask",
                                   "preprocessing": ", ".join(branches) or "none"})

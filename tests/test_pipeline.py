@@ -11,7 +11,7 @@ import pytest
 from cardioscan.align import rotation_homography
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.metrics import kaggle2025_snr
-from cardioscan.pipeline import Digitizer
+from cardioscan.pipeline import Digitizer, reading_scale
 from cardioscan.synth.groundtruth import PageTruth
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean"
@@ -35,6 +35,26 @@ def test_timing_and_offsets_are_reported() -> None:
     assert summary["timing"]["rhythm_lead"] == "II"
     assert summary["leads"]["V1"]["offset_s"] == pytest.approx(5.0, abs=0.02)
     assert any(key.startswith("offset V1") for key in result.record.provenance)
+
+
+def test_coarse_page_is_read_enlarged_and_reported_in_its_own_pixels() -> None:
+    truth = PageTruth.load(EXAMPLE)  # a 150-dpi page
+    page = load_page(EXAMPLE.with_suffix(".png"))
+    assert reading_scale(cv2.resize(page.rgb, None, fx=2, fy=2)) == 1.0  # 300 dpi: read as given
+    grey = page.rgb.max(axis=2, keepdims=True)
+    assert reading_scale(np.where(grey < 160, 0, 255).astype(np.uint8).repeat(3, axis=2)) == 1.0  # a fax
+    result = Digitizer().digitize(page)
+    summary = result.summary()
+    assert summary["read_scale"] == 2.0
+    assert summary["calibration"]["px_per_mm"] == pytest.approx(truth.meta["px_per_mm"], rel=0.01)
+    assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 10.0
+    # The rows drawn back onto the input lie on its trace ink (black, the grid is pink).
+    darkest = cv2.erode(page.rgb.max(axis=2), np.ones((3, 3), np.uint8))
+    for row in result.rows:
+        xs = np.arange(len(row.y_px)) + row.x_start
+        ok = np.isfinite(row.y_px)
+        x, y = np.round(result.frame.to_input(np.stack([xs[ok], row.y_px[ok]], axis=1))).astype(int).T
+        assert np.mean(darkest[y, x] < 100) > 0.9
 
 
 def test_tilted_page_is_straightened() -> None:
