@@ -47,6 +47,8 @@ class TraceNet:
 
     MAX_SIDE = 1800  # larger inputs are read at reduced size (memory and time), then scaled back
     FINE_SIDE = 3400  # `refine_rows` reads at most this size: a 300-dpi page at its own resolution
+    TILE_PIXELS = 4_000_000  # larger reads go through the network in strips of columns (memory)
+    TILE_MARGIN = 128  # px each strip reads beyond the columns it keeps
 
     def __init__(self, path: Path = TRACE_WEIGHTS, device: str = "cpu") -> None:
         self.path = path
@@ -81,8 +83,26 @@ class TraceNet:
         xs = (x0 * sx + torch.arange(sw + pw) + 0.5) / (w * sx) * 2 - 1
         ys = (y0 * sy + torch.arange(sh + ph) + 0.5) / (h * sy) * 2 - 1
         coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))[None].to(self.device)
-        prob = torch.sigmoid(self.model(x, coords)["maps"][0, 0, :sh, :sw]).float().cpu().numpy()
+        prob = torch.sigmoid(self._logits(x, coords)[:sh, :sw]).float().cpu().numpy()
         return cv2.resize(prob, (cw, ch), interpolation=cv2.INTER_LINEAR) if scale < 1 else prob
+
+    def _logits(self, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """The network's (H, W) map, read in strips of columns when the input is large: the
+        full-resolution decoder maps of a 300-dpi page would take 1 GB more at once. Each strip
+        reads `TILE_MARGIN` beyond the columns it keeps and knows its page position from
+        `coords`, as the training crops did."""
+        height, width = x.shape[2:]
+        strips = -(-height * width // self.TILE_PIXELS)
+        if strips <= 1:
+            return self.model(x, coords)["maps"][0, 0]
+        step = -(-width // (strips * self.multiple)) * self.multiple
+        out = torch.empty(height, width)
+        for start in range(0, width, step):
+            stop = min(width, start + step)
+            lo, hi = max(0, start - self.TILE_MARGIN), min(width, stop + self.TILE_MARGIN)
+            part = self.model(x[..., lo:hi].contiguous(memory_format=torch.channels_last), coords[..., lo:hi])
+            out[:, start:stop] = part["maps"][0, 0, :, start - lo : stop - lo]
+        return out
 
 
 def ink_mask(rgb: np.ndarray, px_per_mm: float) -> np.ndarray:

@@ -51,6 +51,16 @@ def test_reading_part_of_a_page_matches_reading_the_whole_page_there() -> None:
     assert a.sum() > 1000 and (a & b).sum() / (a | b).sum() > 0.95
 
 
+def test_reading_in_strips_matches_reading_at_once() -> None:
+    """Large reads go through the network in strips of columns (memory): the same trace pixels."""
+    net = TraceNet()
+    page = cv2.cvtColor(cv2.imread(str(EXAMPLE)), cv2.COLOR_BGR2RGB)[300:900, 200:1100]
+    at_once = net.probability(page) > 0.5
+    net.TILE_PIXELS = 600 * 900 // 3  # four strips of 240 columns (the padded read is 608 x 912)
+    in_strips = net.probability(page) > 0.5
+    assert at_once.sum() > 1000 and (at_once & in_strips).sum() / (at_once | in_strips).sum() > 0.99
+
+
 def _rows_with_pulses(pulse_mm: float, spacing_mm: float, pulse_top: bool = True) -> np.ndarray:
     """Three rows `spacing_mm` apart, each starting with a 1 mV pulse `pulse_mm` tall and 5 mm
     wide (25 mm/s), then after a 1.5 mm gap the beats; the pulse's top line left out when
