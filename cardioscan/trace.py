@@ -448,8 +448,11 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
     reach = max(2, round(REFINE_MM * px_per_mm))
     coarse_trace = trace_ink(coarse, px_per_mm)
     near = cv2.dilate(coarse_trace.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
-    fine_rows = follow_rows(trace_ink(fine & near, px_per_mm), find_rows(coarse_trace, px_per_mm), px_per_mm)
+    fine_rows = [f for f in follow_rows(trace_ink(fine & near, px_per_mm), find_rows(coarse_trace, px_per_mm),
+                                        px_per_mm) if f.coverage > 0]
     for row in rows:
+        if row.coverage == 0:
+            continue
         level = np.nanmedian(row.y_px)
         match = min(fine_rows, key=lambda f: abs(np.nanmedian(f.y_px) - level), default=None)
         if match is None or abs(np.nanmedian(match.y_px) - level) > reach:
