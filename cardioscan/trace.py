@@ -96,7 +96,7 @@ class TraceNet:
         if strips <= 1:
             return self.model(x, coords)["maps"][0, 0]
         step = -(-width // (strips * self.multiple)) * self.multiple
-        out = torch.empty(height, width)
+        out = x.new_empty(height, width)  # on the network's device
         for start in range(0, width, step):
             stop = min(width, start + step)
             lo, hi = max(0, start - self.TILE_MARGIN), min(width, stop + self.TILE_MARGIN)
