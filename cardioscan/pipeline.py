@@ -257,7 +257,10 @@ class Digitizer:
             t = time.perf_counter()
             page_up = upright(rgb, 2 * frame.half_turn)
             fine = self.trace_mask(page_up, self.trace_net.FINE_SIDE, rows_box(rows, page_up.shape, guess))
-            rows = refine_rows(rows, coarse, fine, guess)
+            if infer_layout(rows) is None and infer_layout(found := read_rows(fine, guess)) is not None:
+                rows = found  # the fine mask shows a layout the coarse one lost (a 300-dpi page is read coarse at half size)
+            else:
+                rows = refine_rows(rows, coarse, fine, guess)
             seconds["trace fine"] = time.perf_counter() - t
 
         t = time.perf_counter()

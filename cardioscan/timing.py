@@ -45,7 +45,7 @@ class TimingDecision:
     offsets_s: list[float]  # per segment, seconds from the record start
     confidence: list[float]  # per segment, in [0, 1]
     margin: float  # how much better the chosen convention explained the beats
-    evidence: str  # "rhythm strip", "shared beats", "default" or "user"
+    evidence: str  # "rhythm strip", "shared beats", "one column", "default" or "user"
     rhythm_leads: list[str | None] = field(default_factory=list)  # per rhythm strip, top first
 
     @property
@@ -118,6 +118,8 @@ def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") 
 
     if mode != "auto":
         convention, margin, evidence = mode, 1.0, "user"
+    elif not later and 0 in columns:  # one column (12x1): every lead starts at 0 s either way
+        convention, margin, evidence = "simultaneous", 1.0, "one column"
     elif not later or 0 not in columns:
         convention, margin, evidence = "sequential", 0.0, "default"
     elif rhythm:

@@ -191,12 +191,37 @@ def _pulse_edges(stats: np.ndarray, px_per_mm: float) -> np.ndarray:
 
 
 def find_rows(trace: np.ndarray, px_per_mm: float) -> list[float]:
-    """Row baselines (image y) as peaks of the trace ink's vertical profile."""
+    """Row baselines (image y) as peaks of the trace ink's vertical profile, with the rows that
+    evenly spaced neighbours imply (`_evenly_spaced`)."""
     profile = gaussian_filter1d(trace.sum(axis=1).astype(np.float64), sigma=1.5 * px_per_mm)
     if profile.max() <= 0:
         return []
-    peaks, _ = find_peaks(profile, distance=max(1, int(7 * px_per_mm)), prominence=0.2 * profile.max())
-    return [float(p) for p in peaks]
+    peaks, found = find_peaks(profile, distance=max(1, int(7 * px_per_mm)), prominence=0.01 * profile.max())
+    clear = found["prominences"] >= 0.2 * profile.max()
+    return [float(p) for p in _evenly_spaced(peaks[clear], peaks[~clear])]
+
+
+def _evenly_spaced(clear: np.ndarray, faint: np.ndarray) -> np.ndarray:
+    """The clear rows plus those the rows' even spacing puts between two clear ones where a
+    faint peak stands. Printed rows are evenly spaced; a row whose flat stretches the
+    network took for grid lines (a thin trace on a photocopy or a stained page) keeps only its
+    QRS complexes, and its profile peak is faint beside its neighbours'."""
+    gaps = np.diff(clear)
+    if len(gaps) < 2 or not len(faint):
+        return clear
+    close = gaps[gaps <= 1.3 * gaps.min()]
+    if len(close) < 2:  # no common spacing to go by
+        return clear
+    spacing = float(np.median(close))
+    rows = list(clear)
+    for top, gap in zip(clear[:-1], gaps, strict=True):
+        missing = round(gap / spacing) - 1
+        if missing < 1 or abs(gap / (missing + 1) / spacing - 1) > 0.15:
+            continue
+        step = gap / (missing + 1)
+        # A faint row's peak leans towards its complexes; the spacing places its baseline.
+        rows += [top + k * step for k in range(1, missing + 1) if np.any(np.abs(faint - top - k * step) < 0.25 * step)]
+    return np.sort(np.array(rows))
 
 
 PULSE_ZONE_MM = 16  # a row's calibration pulse lies within its first 16 mm (10 mm wide at 50 mm/s)

@@ -94,3 +94,12 @@ def test_usual_rhythm_lead_wins_against_a_chance_match_on_a_noisy_reading() -> N
     assert infer_timing(segments, FS).rhythm_lead == "II"
     read_with_misfit(v6, 0.02)
     assert infer_timing(segments, FS).rhythm_lead == "V6"
+
+
+def test_one_column_places_every_lead_at_zero_without_a_weak_evidence_flag() -> None:
+    rng = np.random.default_rng(3)
+    signals = simulate_12lead(sample_params(rng), fs=FS, duration_s=10.0, rng=rng)
+    segments = [PrintedSegment(lead, r, 0, signals[LEAD_INDEX[lead]].copy(), 1.0) for r, lead in enumerate(LEAD_INDEX)]
+    decision = infer_timing(segments, FS)
+    assert decision.evidence == "one column" and decision.margin == 1.0
+    assert decision.offsets_s == [0.0] * 12 and min(decision.confidence) == 1.0

@@ -9,7 +9,7 @@ import numpy as np
 
 from cardioscan.pipeline import read_rows
 from cardioscan.postprocess import gain_from_pulses, speed_from_pulses
-from cardioscan.trace import TraceNet, refine_rows
+from cardioscan.trace import TraceNet, find_rows, refine_rows
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean.png"
 
@@ -99,3 +99,27 @@ def test_a_pulse_whose_top_was_lost_is_measured_from_its_edges() -> None:
     assert all(row.pulse_height_px is not None for row in rows)
     assert gain_from_pulses(rows, PX_PER_MM) == 10
     assert speed_from_pulses(rows, PX_PER_MM) == 25
+
+
+def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
+    """A 12x1 page, 15 mm between rows: rows 4, 6 and 7 kept only their QRS complexes (their
+    flat stretches taken for grid lines), so their profile peaks are faint beside the others'."""
+    spacing, trace = 15 * PX_PER_MM, np.zeros((1600, 2000), bool)
+    for k in range(12):
+        y = int(100 + k * spacing)
+        if k in (4, 6, 7):
+            for x in range(100, 1900, 160):
+                trace[y - 40 : y + 3, x : x + 3] = True
+        else:
+            trace[y : y + 3, 100:1900] = True
+    found = find_rows(trace, PX_PER_MM)
+    assert len(found) == 12
+    np.testing.assert_allclose(found, 101 + spacing * np.arange(12), atol=0.15 * spacing)
+
+
+def test_no_row_is_added_where_the_spacing_implies_none_or_nothing_was_read() -> None:
+    trace = np.zeros((1000, 2000), bool)
+    for y in (100, 220, 340, 700):  # a 3x4 page and its rhythm strip 3 spacings below, nothing between
+        trace[y : y + 3, 100:1900] = True
+    trace[510:520, 150:160] = True  # a stray mark off the even spacing
+    assert len(find_rows(trace, PX_PER_MM)) == 4
