@@ -76,15 +76,18 @@ def column_envelopes(segments: list[PrintedSegment], fs: float) -> dict[int, np.
 
 def _best_correlation(segment_env: np.ndarray, reference_env: np.ndarray, start: int,
                       max_lag: int) -> tuple[float, int]:
-    """Highest Pearson correlation of the segment against the reference near `start`, and its lag."""
+    """Highest Pearson correlation of the segment against the reference near `start`, and its
+    lag; where the reference ends early, over the part of the segment it spans if that is at
+    least half of it (a rhythm strip whose end was lost still places the last column)."""
     n = len(segment_env)
     best, best_lag = -1.0, 0
     for lag in range(-max_lag, max_lag + 1, 2):
         s = start + lag
-        if s < 0 or s + n > len(reference_env):
+        end = min(len(reference_env), s + n)
+        if s < 0 or 2 * (end - s) < n:
             continue
-        ref = reference_env[s : s + n]
-        c = float(np.mean((segment_env - segment_env.mean()) * (ref - ref.mean())) / (segment_env.std() * ref.std() + 1e-9))
+        seg, ref = segment_env[: end - s], reference_env[s:end]
+        c = float(np.mean((seg - seg.mean()) * (ref - ref.mean())) / (seg.std() * ref.std() + 1e-9))
         if c > best:
             best, best_lag = c, lag
     return best, best_lag

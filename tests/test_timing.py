@@ -103,3 +103,15 @@ def test_one_column_places_every_lead_at_zero_without_a_weak_evidence_flag() -> 
     decision = infer_timing(segments, FS)
     assert decision.evidence == "one column" and decision.margin == 1.0
     assert decision.offsets_s == [0.0] * 12 and min(decision.confidence) == 1.0
+
+
+def test_a_rhythm_strip_cut_short_still_places_the_last_column() -> None:
+    """The rhythm strip's last half second lost (its ink ran off the photo): the fourth column's
+    beats are compared with the part of the strip that is left."""
+    for seed in range(5):
+        rng = np.random.default_rng(200 + seed)
+        signals = simulate_12lead(sample_params(rng), fs=FS, duration_s=10.0, rng=rng)
+        segments = _printed(signals, "sequential", "II")
+        segments[-1].values = segments[-1].values[: int(9.5 * FS)]
+        decision = infer_timing(segments, FS)
+        assert decision.convention == "sequential" and decision.margin > 0.5
