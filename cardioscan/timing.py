@@ -121,10 +121,10 @@ def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") 
 
     if mode != "auto":
         convention, margin, evidence = mode, 1.0, "user"
-    elif not later and 0 in columns:  # one column (12x1): every lead starts at 0 s either way
-        convention, margin, evidence = "simultaneous", 1.0, "one column"
-    elif not later or 0 not in columns:
+    elif 0 not in columns:
         convention, margin, evidence = "sequential", 0.0, "default"
+    elif not later:  # one column (12x1): every lead starts at 0 s either way
+        convention, margin, evidence = "simultaneous", 1.0, "one column"
     elif rhythm:
         totals = {c: float(np.mean([against_rhythm(columns[k], column_start(k, c)) for k in later]))
                   for c in CONVENTIONS}

@@ -125,4 +125,3 @@ def test_geometry_error_of_a_square_scan_is_nil_and_of_a_tilted_read_is_not() ->
     result.frame.homography = np.array([[1.0, 0.05, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ result.frame.homography
     sheared, _ = geometry_error(result, truth)
     assert sheared > 0.5
-
