@@ -20,7 +20,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from cardioscan.models import fold_batchnorm, load_weights
+from cardioscan.models import cpu_has_bf16, fold_batchnorm, load_weights
 
 WEIGHTS_DIR = Path(os.environ.get("CARDIOSCAN_WEIGHTS", Path(__file__).resolve().parents[1] / "weights"))
 TRACE_WEIGHTS = WEIGHTS_DIR / "trace.safetensors"
@@ -56,6 +56,7 @@ class TraceNet:
         self.model, self.info = load_weights(path)
         self.model = fold_batchnorm(self.model).to(self.device, memory_format=torch.channels_last)
         self.multiple = 2 ** self.model.config.encoder_depth
+        self.bf16 = self.device.type == "cpu" and cpu_has_bf16()
 
     @property
     def version(self) -> str:
@@ -83,7 +84,9 @@ class TraceNet:
         xs = (x0 * sx + torch.arange(sw + pw) + 0.5) / (w * sx) * 2 - 1
         ys = (y0 * sy + torch.arange(sh + ph) + 0.5) / (h * sy) * 2 - 1
         coords = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))[None].to(self.device)
-        prob = torch.sigmoid(self._logits(x, coords)[:sh, :sw]).float().cpu().numpy()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self._logits(x, coords)[:sh, :sw]
+        prob = torch.sigmoid(logits.float()).cpu().numpy()
         return cv2.resize(prob, (cw, ch), interpolation=cv2.INTER_LINEAR) if scale < 1 else prob
 
     def _logits(self, x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
