@@ -73,6 +73,12 @@ def row_leads(layout: str) -> list[list[str]]:
 SPEEDS_MM_PER_S = (25.0, 50.0)
 
 
+def _nearest_standard(value: float, standards: tuple[float, ...]) -> float | None:
+    """The standard size `value` reads as, when within 30 % of one."""
+    best = min(standards, key=lambda s: abs(np.log(s / value)))
+    return best if abs(np.log(best / value)) < np.log(1.3) else None
+
+
 def gain_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
     heights = [r.pulse_height_px for r in rows if r.pulse_height_px]
     if not heights:
@@ -82,13 +88,15 @@ def gain_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
 
 
 def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
-    """Paper speed from the calibration pulses' width, 0.2 s: 5 mm at 25 mm/s, 10 mm at 50 mm/s."""
-    widths = [r.pulse_width_px for r in rows if r.pulse_width_px]
+    """Paper speed from the calibration pulses' width, 0.2 s: 5 mm at 25 mm/s, 10 mm at 50 mm/s.
+
+    Only pulses of a standard height count: a wave or a pulse run into the trace after it reads
+    wide, and rarely 1 mV tall (a real photo's rhythm strip: 11.5 mm wide, 3.75 mm tall)."""
+    widths = [r.pulse_width_px for r in rows if r.pulse_width_px and r.pulse_height_px
+              and _nearest_standard(r.pulse_height_px / px_per_mm, GAINS_MM_PER_MV)]
     if not widths:
         return None
-    mm_per_s = float(np.median(widths)) / px_per_mm / 0.2
-    best = min(SPEEDS_MM_PER_S, key=lambda s: abs(np.log(s / mm_per_s)))
-    return best if abs(np.log(best / mm_per_s)) < np.log(1.3) else None
+    return _nearest_standard(float(np.median(widths)) / px_per_mm / 0.2, SPEEDS_MM_PER_S)
 
 
 def _smooth(values: np.ndarray, fs: float) -> np.ndarray:

@@ -24,6 +24,10 @@ from scipy.ndimage import gaussian_filter1d
 CONVENTIONS = ("sequential", "simultaneous")
 MAX_SEARCH_S = 0.03  # how far from its nominal place a column's beats are looked for
 WEAK_EVIDENCE = 0.15  # margin of correlation between the two conventions below which we flag
+# Most machines print a 3x4 or 6x2 page's columns one after another: a reading must favour
+# simultaneous columns by this much to choose them (val96: of four weak margins, the two that
+# chose simultaneous were sequential pages, as was a real photo's).
+SEQUENTIAL_PRIOR = WEAK_EVIDENCE
 SHARED_BEATS = 0.65  # beat-envelope correlation with column 0 above which columns are simultaneous
 
 
@@ -128,7 +132,7 @@ def infer_timing(segments: list[PrintedSegment], fs: float, mode: str = "auto") 
     elif rhythm:
         totals = {c: float(np.mean([against_rhythm(columns[k], column_start(k, c)) for k in later]))
                   for c in CONVENTIONS}
-        convention = max(CONVENTIONS, key=lambda c: totals[c])
+        convention = "simultaneous" if totals["simultaneous"] > totals["sequential"] + SEQUENTIAL_PRIOR else "sequential"
         margin, evidence = abs(totals["sequential"] - totals["simultaneous"]), "rhythm strip"
     else:
         first = np.pad(columns[0], max_lag)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cardioscan.postprocess import einthoven_agreement, einthoven_projection, infer_layout
+from cardioscan.postprocess import einthoven_agreement, einthoven_projection, infer_layout, speed_from_pulses
 from cardioscan.record import limb_leads_from_i_ii
 from cardioscan.trace import RowTrace
 
@@ -56,3 +56,15 @@ def test_six_rows_are_told_apart_by_the_limb_lead_identities() -> None:
     rhythm = [_row(20 * np.sin(t)) for _ in range(3)]
     assert infer_layout([_row(20 * v) for v in limb_6x2] + rhythm) == "6x2"
     assert infer_layout([_row(20 * v) for v in limb_3x4] + rhythm) == "3x4_r3"
+
+
+def _row_with_pulse(width_mm: float, height_mm: float, px_per_mm: float = 10.0) -> RowTrace:
+    return RowTrace(np.zeros(2500), 0, 0.0, height_mm * px_per_mm, pulse_width_px=width_mm * px_per_mm)
+
+
+def test_paper_speed_is_read_from_pulses_of_a_standard_height() -> None:
+    """A real photo's rhythm strip read a wave as an 11.5 mm wide, 3.75 mm tall pulse: it must not
+    make a 25 mm/s page 50."""
+    assert speed_from_pulses([_row_with_pulse(6.5, 11.0), _row_with_pulse(11.5, 3.75)], 10.0) == 25
+    assert speed_from_pulses([_row_with_pulse(10.2, 10.0), _row_with_pulse(10.3, 5.1), _row_with_pulse(5.4, 10.0)], 10.0) == 50
+    assert speed_from_pulses([_row_with_pulse(11.5, 3.75)], 10.0) is None

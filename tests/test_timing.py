@@ -8,7 +8,7 @@ import pytest
 from cardioscan.record import LEAD_INDEX
 from cardioscan.synth.layout import _COLUMNS
 from cardioscan.synth.simulate import sample_params, simulate_12lead
-from cardioscan.timing import PrintedSegment, infer_timing
+from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, infer_timing
 
 FS = 500
 
@@ -115,3 +115,20 @@ def test_a_rhythm_strip_cut_short_still_places_the_last_column() -> None:
         segments[-1].values = segments[-1].values[: int(9.5 * FS)]
         decision = infer_timing(segments, FS)
         assert decision.convention == "sequential" and decision.margin > 0.5
+
+
+
+def test_a_weak_preference_for_simultaneous_columns_places_them_sequential() -> None:
+    """Most machines print columns one after another: only clear evidence says otherwise."""
+    conventions = []
+    for seed in range(8):
+        rng = np.random.default_rng(200 + seed)
+        signals = simulate_12lead(sample_params(rng), fs=FS, duration_s=10.0, rng=rng)
+        segments = _printed(signals, "simultaneous", "II")
+        for s in segments:
+            if not s.is_rhythm:
+                s.values = s.values + rng.normal(0, 0.3, len(s.values))  # rows read noisily
+        decision = infer_timing(segments, FS)
+        assert decision.convention == ("simultaneous" if decision.margin > WEAK_EVIDENCE else "sequential")
+        conventions.append(decision.convention)
+    assert "simultaneous" in conventions  # clear evidence still wins
