@@ -32,7 +32,14 @@ from cardioscan.postprocess import (
 from cardioscan.preprocess import branches_for, load_routing, preprocess
 from cardioscan.record import LEAD_NAMES, EcgRecord
 from cardioscan.source import SOURCE_WEIGHTS, SourceClassifier, SourceEstimate
-from cardioscan.timing import WEAK_EVIDENCE, PrintedSegment, TimingDecision, check_timing_mode, infer_timing
+from cardioscan.timing import (
+    WEAK_EVIDENCE,
+    PrintedSegment,
+    TimingDecision,
+    beat_regularity,
+    check_timing_mode,
+    infer_timing,
+)
 from cardioscan.trace import (
     TRACE_WEIGHTS,
     RowTrace,
@@ -304,6 +311,9 @@ class Digitizer:
             if timing.evidence != "user" and timing.margin < WEAK_EVIDENCE:
                 flags.append(f"timing evidence weak ({timing.evidence}): columns placed {timing.convention}")
             record = assemble(segments, timing.offsets_s, self.fs)
+            if fit is None and (unlike := unlike_an_ecg(rows, record.quality, segments, self.fs)):
+                flags.append(f"{NO_ECG}: {unlike}")
+                layout, record = None, EcgRecord(np.full((12, int(10 * self.fs)), np.nan), fs=self.fs)
         else:
             record = EcgRecord(np.full((12, int(10 * self.fs)), np.nan), fs=self.fs)
         low = [name for name, q in zip(LEAD_NAMES, record.quality, strict=True) if q < LOW_QUALITY]
@@ -324,6 +334,27 @@ class Digitizer:
         seconds["postprocess"] = time.perf_counter() - t
         return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, fit, source, branches,
                               flags, seconds)
+
+
+# Below all three, rows read on a page without a grid are taken for something else than an ECG.
+# On val96 and the real photos no ECG page met all three (one screen photo met the first two); 11 of
+# 11 non-ECG pictures that passed the layout check did (scikit-image's sample photos, text, logo).
+ECG_ROW_COVERAGE = 0.9
+ECG_QUALITY = 0.7
+ECG_BEAT_REGULARITY = 0.6
+
+
+def unlike_an_ecg(rows: list[RowTrace], quality: np.ndarray, segments: list[PrintedSegment], fs: float) -> str | None:
+    """Why rows that fit a lead layout are still not an ECG, or None. Edges in a photo of something
+    else can line up as rows, but they break off, read unsurely and beat no rhythm; an ECG's rows
+    run unbroken and its QRS complexes repeat. Asked only of pages without a grid."""
+    coverage = float(np.mean([row.coverage for row in rows]))
+    confidence = float(np.mean(quality))
+    regularity = beat_regularity(segments, fs)
+    if coverage < ECG_ROW_COVERAGE and confidence < ECG_QUALITY and regularity < ECG_BEAT_REGULARITY:
+        return (f"no grid, and the {len(rows)} rows read are broken ({coverage:.0%} inked), unsure "
+                f"(quality {confidence:.2f}) and beat no regular rhythm ({regularity:.2f})")
+    return None
 
 
 def draw_overlay(result: DigitizeResult) -> np.ndarray:

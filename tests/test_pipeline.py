@@ -125,3 +125,18 @@ def test_geometry_error_of_a_square_scan_is_nil_and_of_a_tilted_read_is_not() ->
     result.frame.homography = np.array([[1.0, 0.05, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ result.frame.homography
     sheared, _ = geometry_error(result, truth)
     assert sheared > 0.5
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "camera"])
+def test_a_photo_of_something_else_is_no_ecg_even_when_its_edges_line_up_as_rows(name: str) -> None:
+    """These three pass the lead-layout check (their edges read as 3 or 4 rows), but break off,
+    read unsurely and beat no rhythm: flagged and left blank, never written as a 12-lead ECG."""
+    import skimage.data
+
+    from cardioscan.pipeline import NO_ECG
+
+    picture = getattr(skimage.data, name)()
+    rgb = np.ascontiguousarray(cv2.cvtColor(picture, cv2.COLOR_GRAY2RGB) if picture.ndim == 2 else picture[..., :3])
+    result = Digitizer().digitize(LoadedPage(rgb, Path(f"{name}.png"), 1, 1))
+    assert any(flag.startswith(f"{NO_ECG}: no grid") for flag in result.flags), result.flags
+    assert result.layout is None and not np.isfinite(result.record.signals).any()
