@@ -185,3 +185,71 @@ def rotation_homography(shape: tuple[int, int], degrees: float) -> tuple[np.ndar
     m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
     m[:, 2] += [(out_w - w) / 2, (out_h - h) / 2]
     return np.vstack([m, [0, 0, 1]]), (out_h, out_w)
+
+
+PAPER_LONG_SIDES_MM = {279.4 / 215.9: 279.4, 297.0 / 210.0: 297.0}  # letter and A4, by long over short side
+OUTLINE_SIDE = 640  # the photo is searched for the sheet at this size (px, longest side)
+FLAT_SHEET = 0.03  # opposite sides within 3 % of each other: the sheet was not seen at an angle
+OUTLINE_FILL = (0.95, 1.07)  # the sheet's area over its four-corner polygon's: a clean quadrilateral
+
+
+@dataclass
+class PageOutline:
+    """The sheet's four corners (TL, TR, BR, BL) and the homography from a flat sheet of the
+    paper's proportions (canvas `shape`, `px_per_mm` if it is letter or A4) back onto the
+    picture it was found in."""
+
+    corners: np.ndarray
+    homography: np.ndarray
+    shape: tuple[int, int]
+    px_per_mm: float
+
+
+def page_outline(rgb: np.ndarray) -> PageOutline | None:
+    """The sheet against what it lies on, for pages whose grid is missing or too faint to
+    rectify: a photographed sheet is the largest bright, colourless region; when its outline
+    is a clean quadrilateral, mapping that onto a letter or A4 rectangle undoes the camera's
+    perspective. None when the sheet does not stand out as four clear corners (it fills the
+    picture, lies on a light background, is shadowed or curled)."""
+    h, w = rgb.shape[:2]
+    s = OUTLINE_SIDE / max(h, w)
+    small = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    paper = cv2.GaussianBlur(lab[..., 0] - 2.0 * np.hypot(lab[..., 1] - 128, lab[..., 2] - 128), (0, 0), 2)
+    level = cv2.normalize(paper, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    _, sheet = cv2.threshold(level, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    k = OUTLINE_SIDE // 80 | 1  # closes over the ink on the sheet
+    sheet = cv2.morphologyEx(sheet, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(sheet)
+    if n < 2:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    region = (labels == largest).astype(np.uint8)
+    if not 0.15 < region.mean() < 0.95:  # a sheet filling the frame shows no outline
+        return None
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+    quad = next((q for eps in (0.01, 0.02, 0.03, 0.04, 0.05)
+                 if len(q := cv2.approxPolyDP(hull, eps * cv2.arcLength(hull, True), True)) == 4), None)
+    if quad is None or not OUTLINE_FILL[0] < region.sum() / max(cv2.contourArea(quad), 1.0) < OUTLINE_FILL[1]:
+        return None
+    pts = quad.reshape(4, 2).astype(np.float64) / s
+    total, diff = pts.sum(axis=1), pts[:, 1] - pts[:, 0]
+    corners = pts[[np.argmin(total), np.argmin(diff), np.argmax(total), np.argmax(diff)]]
+    tl, tr, br, bl = corners
+    across = np.linalg.norm(tr - tl), np.linalg.norm(br - bl)
+    down = np.linalg.norm(bl - tl), np.linalg.norm(br - tr)
+    if max(abs(np.log(across[0] / across[1])), abs(np.log(down[0] / down[1]))) < FLAT_SHEET:
+        return None  # opposite sides alike: a flat scan, with no perspective to undo
+    width, height = max(across), max(down)
+    # The seen proportions are foreshortened; the nearer paper size's are the sheet's.
+    seen = max(width, height) / min(width, height)
+    aspect = min(PAPER_LONG_SIDES_MM, key=lambda a: abs(np.log(a / seen)))
+    if width >= height:
+        height = width / aspect
+    else:
+        width = height / aspect
+    flat = np.array([[0, 0], [width, 0], [width, height], [0, height]])
+    homography = cv2.getPerspectiveTransform(flat.astype(np.float32), corners.astype(np.float32))
+    return PageOutline(corners, homography, (int(round(height)), int(round(width))),
+                       max(width, height) / PAPER_LONG_SIDES_MM[aspect])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cardioscan import __version__
-from cardioscan.align import PageFrame, orientation_score, upright
+from cardioscan.align import PageFrame, orientation_score, page_outline, upright
 from cardioscan.grid import PerspectiveFit, fit_warp, measure_grid, rectify_grid
 from cardioscan.io.images import PDF_DPI, LoadedPage, load_page
 from cardioscan.postprocess import (
@@ -56,6 +56,7 @@ from cardioscan.trace import (
 LOW_QUALITY = 0.5
 NO_ECG = "no ECG found"  # the page flag (and its prefix) for an image that holds no readable ECG
 PAPER_TRACE_MM = 250.0  # 10 s at 25 mm/s: the printed width of a full rhythm row
+SHEET_SCALE_AGREES = 1.15  # a letter or A4 sheet's scale is taken when within 15 % of the trace length's
 ROW_MM = (150.0, 290.0)  # the longest row of every layout we know, pulse included, fits in here
 READ_PX_PER_MM = 11.8  # pages are read at about 300 dpi, coarser ones enlarged: `reading_scale`
 
@@ -233,6 +234,7 @@ class Digitizer:
 
         t = time.perf_counter()
         fit, grid = rectify_grid(rgb)
+        outline = None
         px_per_mm = grid.px_per_mm if grid is not None and grid.found else None  # None: no grid read
         if fit is not None:
             frame = frame.then(np.linalg.inv(fit.homography), fit.shape)
@@ -245,6 +247,12 @@ class Digitizer:
             if warp is not None and warp.explains_bending():
                 frame = frame.bent(warp)
                 rgb = frame.apply(prepared, border=white)
+        elif (outline := page_outline(rgb)) is not None:
+            frame = frame.then(np.linalg.inv(outline.homography), outline.shape)
+            rgb = frame.apply(prepared, border=white)
+            flags.append("grid not rectified: perspective corrected from the sheet's outline")
+            grid = measure_grid(rgb)  # a grid too faint for the tiles may show once the sheet is flat
+            px_per_mm = grid.px_per_mm if grid.found else None
         elif px_per_mm is not None:
             flags.append("grid too faint to rectify: perspective not corrected")
         mask = frame.apply(mask)
@@ -274,8 +282,14 @@ class Digitizer:
         longest = max((len(r.y_px) for r in rows), default=0)
         grid_found = px_per_mm is not None
         if px_per_mm is None:
-            flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
-            px_per_mm = longest / PAPER_TRACE_MM if longest else guess
+            from_trace = longest / PAPER_TRACE_MM if longest else guess
+            if outline is not None and abs(np.log(outline.px_per_mm / from_trace)) < np.log(SHEET_SCALE_AGREES):
+                # The sheet's size pins the scale better than rows whose ends the ink may blur.
+                flags.append("grid not found: scale taken from the sheet's size (letter or A4)")
+                px_per_mm = outline.px_per_mm
+            else:
+                flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
+                px_per_mm = from_trace
         elif longest and not ROW_MM[0] <= longest / px_per_mm <= ROW_MM[1]:
             # A grid read at 10 or 15 mm for 5 mm (faint minor lines) makes rows implausibly short.
             flags.append(f"grid period ({px_per_mm:.2f} px/mm) disagrees with the trace length: "

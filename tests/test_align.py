@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cardioscan.align import PageFrame, rotation_homography, skew_degrees, waves_follow_beats
+from cardioscan.align import PageFrame, page_outline, rotation_homography, skew_degrees, waves_follow_beats
 from cardioscan.trace import RowTrace
 
 
@@ -55,3 +55,35 @@ def test_beats_tell_upright_from_upside_down() -> None:
     turned = RowTrace(400.0 - row.y_px[::-1], x_start=0, zero_px=None, pulse_height_px=None)  # half a turn
     assert waves_follow_beats([row], 8.0) > 0.8
     assert waves_follow_beats([turned], 8.0) < -0.8
+
+
+def _sheet_on_a_table(corners: np.ndarray) -> np.ndarray:
+    """The shipped example (a letter page at 5.9 px/mm) laid at `corners` on a dark violet table."""
+    from pathlib import Path
+
+    from cardioscan.io.images import load_page
+
+    page = load_page(Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean.png").rgb
+    h, w = page.shape[:2]
+    flat = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    table = np.zeros((1500, 2100, 3), np.uint8)
+    table[:] = (70, 50, 110)
+    homography = cv2.getPerspectiveTransform(flat, corners.astype(np.float32))
+    sheet = cv2.warpPerspective(page, homography, table.shape[1::-1])
+    inside = cv2.warpPerspective(np.full((h, w), 255, np.uint8), homography, table.shape[1::-1]) > 127
+    table[inside] = sheet[inside]
+    return table
+
+
+def test_a_sheet_seen_at_an_angle_is_found_by_its_outline() -> None:
+    corners = np.array([[420, 230], [1760, 160], [1880, 1330], [300, 1240]], float)
+    outline = page_outline(_sheet_on_a_table(corners))
+    assert outline is not None
+    assert np.abs(outline.corners - corners).max() < 8  # px, of a sheet about 1500 px across
+    h, w = outline.shape
+    assert w / h == pytest.approx(279.4 / 215.9, rel=0.01)  # letter proportions restored
+    assert outline.px_per_mm == pytest.approx(w / 279.4, rel=1e-3)
+
+
+def test_a_sheet_seen_square_on_is_left_to_the_grid() -> None:
+    assert page_outline(_sheet_on_a_table(np.array([[300, 200], [1800, 200], [1800, 1359], [300, 1359]], float))) is None
