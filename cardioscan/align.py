@@ -190,7 +190,8 @@ def rotation_homography(shape: tuple[int, int], degrees: float) -> tuple[np.ndar
 PAPER_LONG_SIDES_MM = {279.4 / 215.9: 279.4, 297.0 / 210.0: 297.0}  # letter and A4, by long over short side
 OUTLINE_SIDE = 640  # the photo is searched for the sheet at this size (px, longest side)
 FLAT_SHEET = 0.03  # opposite sides within 3 % of each other: the sheet was not seen at an angle
-OUTLINE_FILL = (0.95, 1.07)  # the sheet's area over its four-corner polygon's: a clean quadrilateral
+OUTLINE_FILL = (0.95, 1.07)
+MIN_SOLIDITY = 0.95  # the sheet's area over its convex hull's (val96: flat sheets 0.97-1.0, a curled one 0.90)  # the sheet's area over its four-corner polygon's: a clean quadrilateral
 
 
 @dataclass
@@ -229,6 +230,8 @@ def page_outline(rgb: np.ndarray) -> PageOutline | None:
         return None
     contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+    if region.sum() < MIN_SOLIDITY * cv2.contourArea(hull):
+        return None  # a sheet that does not fill its hull is curled or cut into: not one plane
     quad = next((q for eps in (0.01, 0.02, 0.03, 0.04, 0.05)
                  if len(q := cv2.approxPolyDP(hull, eps * cv2.arcLength(hull, True), True)) == 4), None)
     if quad is None or not OUTLINE_FILL[0] < region.sum() / max(cv2.contourArea(quad), 1.0) < OUTLINE_FILL[1]:

@@ -247,7 +247,8 @@ class Digitizer:
             if warp is not None and warp.explains_bending():
                 frame = frame.bent(warp)
                 rgb = frame.apply(prepared, border=white)
-        elif (outline := page_outline(rgb)) is not None:
+        # Searched with a black border round the tilted canvas: a white one would join the sheet.
+        elif (outline := page_outline(frame.apply(prepared, border=(0, 0, 0)))) is not None:
             frame = frame.then(np.linalg.inv(outline.homography), outline.shape)
             rgb = frame.apply(prepared, border=white)
             flags.append("grid not rectified: perspective corrected from the sheet's outline")
