@@ -187,7 +187,7 @@ def rotation_homography(shape: tuple[int, int], degrees: float) -> tuple[np.ndar
     return np.vstack([m, [0, 0, 1]]), (out_h, out_w)
 
 
-PAPER_LONG_SIDES_MM = {279.4 / 215.9: 279.4, 297.0 / 210.0: 297.0}  # letter and A4, by long over short side
+PAPER_ASPECTS = (279.4 / 215.9, 297.0 / 210.0)  # letter and A4: long side over short
 OUTLINE_SIDE = 640  # the photo is searched for the sheet at this size (px, longest side)
 FLAT_SHEET = 0.03  # opposite sides within 3 % of each other: the sheet was not seen at an angle
 OUTLINE_FILL = (0.95, 1.07)
@@ -197,13 +197,12 @@ MIN_SOLIDITY = 0.95  # the sheet's area over its convex hull's (val96: flat shee
 @dataclass
 class PageOutline:
     """The sheet's four corners (TL, TR, BR, BL) and the homography from a flat sheet of the
-    paper's proportions (canvas `shape`, `px_per_mm` if it is letter or A4) back onto the
-    picture it was found in."""
+    paper's proportions (canvas `shape`) back onto the picture it was found in. Its scale is
+    not used: the trace length pins it better (val96: 0.5 % against 1.2 % median error)."""
 
     corners: np.ndarray
     homography: np.ndarray
     shape: tuple[int, int]
-    px_per_mm: float
 
 
 def page_outline(rgb: np.ndarray) -> PageOutline | None:
@@ -247,12 +246,11 @@ def page_outline(rgb: np.ndarray) -> PageOutline | None:
     width, height = max(across), max(down)
     # The seen proportions are foreshortened; the nearer paper size's are the sheet's.
     seen = max(width, height) / min(width, height)
-    aspect = min(PAPER_LONG_SIDES_MM, key=lambda a: abs(np.log(a / seen)))
+    aspect = min(PAPER_ASPECTS, key=lambda a: abs(np.log(a / seen)))
     if width >= height:
         height = width / aspect
     else:
         width = height / aspect
     flat = np.array([[0, 0], [width, 0], [width, height], [0, height]])
     homography = cv2.getPerspectiveTransform(flat.astype(np.float32), corners.astype(np.float32))
-    return PageOutline(corners, homography, (int(round(height)), int(round(width))),
-                       max(width, height) / PAPER_LONG_SIDES_MM[aspect])
+    return PageOutline(corners, homography, (int(round(height)), int(round(width))))

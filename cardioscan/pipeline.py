@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cardioscan import __version__
-from cardioscan.align import PageFrame, orientation_score, page_outline, upright
+from cardioscan.align import PageFrame, PageOutline, orientation_score, page_outline, upright
 from cardioscan.grid import PerspectiveFit, fit_warp, measure_grid, rectify_grid
 from cardioscan.io.images import PDF_DPI, LoadedPage, load_page
 from cardioscan.postprocess import (
@@ -56,7 +56,6 @@ from cardioscan.trace import (
 LOW_QUALITY = 0.5
 NO_ECG = "no ECG found"  # the page flag (and its prefix) for an image that holds no readable ECG
 PAPER_TRACE_MM = 250.0  # 10 s at 25 mm/s: the printed width of a full rhythm row
-SHEET_SCALE_AGREES = 1.15  # a letter or A4 sheet's scale is taken when within 15 % of the trace length's
 ROW_MM = (150.0, 290.0)  # the longest row of every layout we know, pulse included, fits in here
 READ_PX_PER_MM = 11.8  # pages are read at about 300 dpi, coarser ones enlarged: `reading_scale`
 
@@ -72,6 +71,7 @@ class DigitizeResult:
     rows: list[RowTrace]
     frame: PageFrame  # how the input was turned and straightened to read the rows
     grid_fit: PerspectiveFit | None  # the grid's rectification, when the grid was clear enough
+    outline: PageOutline | None  # the sheet's outline, when it corrected the perspective instead
     source: SourceEstimate | None  # None without the classifier's weights
     preprocessing: list[str]  # the branches the page was repaired with, in order
     flags: list[str] = field(default_factory=list)
@@ -86,6 +86,7 @@ class DigitizeResult:
             "rotation": self.frame.turns * 90,  # clockwise degrees the page is turned in the input
             "skew_degrees": round(self.frame.skew_degrees, 2),  # and the further small tilt straightened
             "grid": {"rectified": self.grid_fit is not None,
+                     "outline": self.outline is not None,  # the sheet's outline corrected the perspective instead
                      "tiles": self.grid_fit.tiles if self.grid_fit else 0,  # grid patches the rectification fits
                      "residual": round(self.grid_fit.residual, 4) if self.grid_fit else None,
                      # the non-linear straightening of curled or creased paper, when the lines bend
@@ -283,14 +284,8 @@ class Digitizer:
         longest = max((len(r.y_px) for r in rows), default=0)
         grid_found = px_per_mm is not None
         if px_per_mm is None:
-            from_trace = longest / PAPER_TRACE_MM if longest else guess
-            if outline is not None and abs(np.log(outline.px_per_mm / from_trace)) < np.log(SHEET_SCALE_AGREES):
-                # The sheet's size pins the scale better than rows whose ends the ink may blur.
-                flags.append("grid not found: scale taken from the sheet's size (letter or A4)")
-                px_per_mm = outline.px_per_mm
-            else:
-                flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
-                px_per_mm = from_trace
+            flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")
+            px_per_mm = longest / PAPER_TRACE_MM if longest else guess
         elif longest and not ROW_MM[0] <= longest / px_per_mm <= ROW_MM[1]:
             # A grid read at 10 or 15 mm for 5 mm (faint minor lines) makes rows implausibly short.
             flags.append(f"grid period ({px_per_mm:.2f} px/mm) disagrees with the trace length: "
@@ -347,8 +342,8 @@ class Digitizer:
                 key = f"offset {seg.lead}{' rhythm' if seg.is_rhythm else ''}"
                 record.provenance[key] = f"{offset:.3f} s (confidence {confidence:.2f})"
         seconds["postprocess"] = time.perf_counter() - t
-        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, fit, source, branches,
-                              flags, seconds)
+        return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, fit, outline, source,
+                              branches, flags, seconds)
 
 
 # Below all three, rows read on a page without a grid are taken for something else than an ECG.
