@@ -190,8 +190,8 @@ def rotation_homography(shape: tuple[int, int], degrees: float) -> tuple[np.ndar
 PAPER_ASPECTS = (279.4 / 215.9, 297.0 / 210.0)  # letter and A4: long side over short
 OUTLINE_SIDE = 640  # the photo is searched for the sheet at this size (px, longest side)
 FLAT_SHEET = 0.03  # opposite sides within 3 % of each other: the sheet was not seen at an angle
-OUTLINE_FILL = (0.95, 1.07)
-MIN_SOLIDITY = 0.95  # the sheet's area over its convex hull's (val96: flat sheets 0.97-1.0, a curled one 0.90)  # the sheet's area over its four-corner polygon's: a clean quadrilateral
+OUTLINE_FILL = (0.95, 1.07)  # the sheet's area over its four-corner polygon's: a clean quadrilateral
+MIN_SOLIDITY = 0.95  # the sheet's area over its convex hull's (val96: flat sheets 0.97-1.0, a curled one 0.90)
 
 
 @dataclass
