@@ -309,6 +309,7 @@ class Digitizer:
         calibration = Calibration(px_per_mm, speed, gain)
         segments: list[PrintedSegment] = []
         timing: TimingDecision | None = None
+        record: EcgRecord | None = None
         if layout is not None:
             segments = split_segments(rows, layout, calibration, self.fs)
             timing = infer_timing(segments, self.fs, self.timing)
@@ -323,8 +324,8 @@ class Digitizer:
             record = assemble(segments, timing.offsets_s, self.fs)
             if fit is None and (unlike := unlike_an_ecg(rows, record.quality, segments, self.fs)):
                 flags.append(f"{NO_ECG}: {unlike}")
-                layout, record = None, EcgRecord(np.full((12, int(10 * self.fs)), np.nan), fs=self.fs)
-        else:
+                layout, record = None, None
+        if record is None:
             record = EcgRecord(np.full((12, int(10 * self.fs)), np.nan), fs=self.fs)
         low = [name for name, q in zip(LEAD_NAMES, record.quality, strict=True) if q < LOW_QUALITY]
         if low and layout is not None:

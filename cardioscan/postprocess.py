@@ -79,23 +79,23 @@ def _nearest_standard(value: float, standards: tuple[float, ...]) -> float | Non
     return best if abs(np.log(best / value)) < np.log(1.3) else None
 
 
+def _standard_pulses(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
+    """Rows whose pulse stands within 30 % of a standard 1 mV height: a speck or a wave read as a
+    pulse rarely does (a speck 1.9 mm tall; a real photo's wave 11.5 mm wide and 3.75 mm tall)."""
+    return [r for r in rows if r.pulse_height_px and _nearest_standard(r.pulse_height_px / px_per_mm, GAINS_MM_PER_MV)]
+
+
 def gain_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
-    """Gain from the calibration pulses' height, 1 mV: only pulses within 30 % of a standard
-    height count (a speck read as a 1.9 mm pulse made a 10 mm/mV photo 5)."""
-    heights = [r.pulse_height_px for r in rows
-               if r.pulse_height_px and _nearest_standard(r.pulse_height_px / px_per_mm, GAINS_MM_PER_MV)]
+    """Gain from the standard calibration pulses' height, 1 mV."""
+    heights = [r.pulse_height_px for r in _standard_pulses(rows, px_per_mm)]
     if not heights:
         return None
     return _nearest_standard(float(np.median(heights)) / px_per_mm, GAINS_MM_PER_MV)
 
 
 def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
-    """Paper speed from the calibration pulses' width, 0.2 s: 5 mm at 25 mm/s, 10 mm at 50 mm/s.
-
-    Only pulses of a standard height count: a wave or a pulse run into the trace after it reads
-    wide, and rarely 1 mV tall (a real photo's rhythm strip: 11.5 mm wide, 3.75 mm tall)."""
-    widths = [r.pulse_width_px for r in rows if r.pulse_width_px and r.pulse_height_px
-              and _nearest_standard(r.pulse_height_px / px_per_mm, GAINS_MM_PER_MV)]
+    """Paper speed from the standard calibration pulses' width, 0.2 s: 5 mm at 25 mm/s, 10 mm at 50 mm/s."""
+    widths = [r.pulse_width_px for r in _standard_pulses(rows, px_per_mm) if r.pulse_width_px]
     if not widths:
         return None
     return _nearest_standard(float(np.median(widths)) / px_per_mm / 0.2, SPEEDS_MM_PER_S)
