@@ -244,10 +244,6 @@ class Digitizer:
             even = measure_grid(rgb)
             agrees = even.found and abs(even.px_per_mm / fit.px_per_mm - 1) < 0.02
             px_per_mm = even.px_per_mm if agrees else fit.px_per_mm
-            warp = fit_warp(rgb, px_per_mm, ink=frame.apply(mask))
-            if warp is not None and warp.explains_bending():
-                frame = frame.bent(warp)
-                rgb = frame.apply(prepared, border=white)
         # Searched with a black border round the tilted canvas: a white one would join the sheet.
         elif (outline := page_outline(frame.apply(prepared, border=(0, 0, 0)))) is not None:
             frame = frame.then(np.linalg.inv(outline.homography), outline.shape)
@@ -257,6 +253,13 @@ class Digitizer:
             px_per_mm = grid.px_per_mm if grid.found else None
         elif px_per_mm is not None:
             flags.append("grid too faint to rectify: perspective not corrected")
+        if (fit is not None or outline is not None) and px_per_mm is not None:
+            # Once the page is a plane, the lines' bends (curl, creases, what the outline's
+            # quadrilateral missed) are straightened by the lattice's local phase.
+            warp = fit_warp(rgb, px_per_mm, ink=frame.apply(mask))
+            if warp is not None and warp.explains_bending():
+                frame = frame.bent(warp)
+                rgb = frame.apply(prepared, border=white)
         mask = frame.apply(mask)
         guess = px_per_mm or rough_px_per_mm(rgb)
         masks = {half: upright(mask, 2 * half) for half in (False, True)}
