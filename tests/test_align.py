@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from cardioscan import pipeline
 from cardioscan.align import PageFrame, page_outline, rotation_homography, skew_degrees, waves_follow_beats
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.metrics import kaggle2025_snr
@@ -66,13 +67,19 @@ def test_beats_tell_upright_from_upside_down() -> None:
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean"
 
 
-def _sheet_on_a_table(corners: np.ndarray, gridless: bool = False) -> np.ndarray:
-    """The shipped example (a letter page at 5.9 px/mm), its grid erased if `gridless`, laid at
-    `corners` on a dark violet table."""
+def _sheet_on_a_table(corners: np.ndarray, gridless: bool = False, curl_mm: float = 0.0) -> np.ndarray:
+    """The shipped example (a letter page at 5.9 px/mm), its grid erased if `gridless`, bent by
+    up to `curl_mm` (see `test_grid.bend`), laid at `corners` on a dark violet table."""
     page = load_page(EXAMPLE.with_suffix(".png")).rgb
     if gridless:  # only the dark ink (traces, pulses, text) stays
         page = np.where((cv2.cvtColor(page, cv2.COLOR_RGB2GRAY) < 110)[..., None], page, 255).astype(np.uint8)
     h, w = page.shape[:2]
+    if curl_mm:
+        from test_grid import bend
+
+        dx, dy = bend((h, w), PageTruth.load(EXAMPLE).meta["px_per_mm"], curl_mm)
+        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        page = cv2.remap(page, xs - dx, ys - dy, cv2.INTER_LINEAR, borderValue=(255, 255, 255))
     flat = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     table = np.zeros((1500, 2100, 3), np.uint8)
     table[:] = (70, 50, 110)
@@ -103,3 +110,15 @@ def test_a_gridless_sheet_seen_at_an_angle_is_flattened_by_its_outline_and_read(
     assert result.layout == "3x4_r1"
     # 7.8 dB measured; without the outline the rows converge and the page reads at -1.4 dB.
     assert kaggle2025_snr(PageTruth.load(EXAMPLE).shown, result.record.signals, fs=500).snr_db > 5.0
+
+
+def test_a_curled_sheet_flattened_by_its_outline_is_straightened_by_its_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the grid's tiles give no rectification (here made to fail), the outline undoes the
+    perspective and the grid's phase warp then follows the curl the quadrilateral cannot."""
+    monkeypatch.setattr(pipeline, "rectify_grid", lambda rgb: (None, None))
+    table = _sheet_on_a_table(np.array([[420, 230], [1760, 160], [1880, 1330], [300, 1240]], float), curl_mm=1.0)
+    result = Digitizer().digitize(LoadedPage(table, Path("curled.png"), 1, 1))
+    grid = result.summary()["grid"]
+    assert grid["outline"] and not grid["rectified"] and grid["warp_mm"] > 0.5
+    # 9.9 dB measured; with the outline alone (no warp) 3.1 dB.
+    assert kaggle2025_snr(PageTruth.load(EXAMPLE).shown, result.record.signals, fs=500).snr_db > 7.0
