@@ -228,6 +228,7 @@ def _evenly_spaced(clear: np.ndarray, faint: np.ndarray) -> np.ndarray:
 
 
 PULSE_ZONE_MM = 16  # a row's calibration pulse lies within its first 16 mm (10 mm wide at 50 mm/s)
+PULSE_WIDTH_MM = 11  # the widest pulse: 0.2 s at 50 mm/s, and its line
 START_MM = 40  # the pulse zone and the stretch after it that gives the row's level there
 REFINE_MM = 2.0  # how far a finer reading may move a column's value (a QRS peak read 8 % low at 2 mV)
 
@@ -249,15 +250,17 @@ def _baseline_after_pulse(ys: np.ndarray, px_per_mm: float) -> float:
 
 def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     """A flat-topped step of 3+ mm at the row start, measured from its own foot."""
-    window = ys[: int(PULSE_ZONE_MM * px_per_mm)]
+    zone = int(PULSE_ZONE_MM * px_per_mm)
+    # A pulse starting near the zone's end is followed to its own end, not cut by the zone's.
+    window = ys[: zone + int(PULSE_WIDTH_MM * px_per_mm)]
     rise = baseline - window
     high = np.isfinite(rise) & (rise > 3 * px_per_mm)
-    if high.sum() < 3 * px_per_mm:
+    if not high[:zone].any():
         return None
     idx = np.flatnonzero(high)
     # The pulse is the longest run of raised columns; a QRS may rise as high but is narrow.
     runs = np.split(idx, np.flatnonzero(np.diff(idx) > max(2, int(0.5 * px_per_mm))) + 1)
-    idx = max(runs, key=len)
+    idx = max((run for run in runs if run[0] < zone), key=len)
     if len(idx) < 3 * px_per_mm:
         return None
     top = float(np.median(window[idx]))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from cardioscan.pipeline import read_rows
 from cardioscan.postprocess import gain_from_pulses, speed_from_pulses
@@ -73,24 +74,25 @@ def test_reading_in_bfloat16_matches_reading_in_float32() -> None:
     assert fp32.sum() > 1000 and (fp32 & bf16).sum() / (fp32 | bf16).sum() > 0.97
 
 
-def _rows_with_pulses(pulse_mm: float, spacing_mm: float, pulse_top: bool = True) -> np.ndarray:
-    """Three rows `spacing_mm` apart, each starting with a 1 mV pulse `pulse_mm` tall and 5 mm
-    wide (25 mm/s), then after a 1.5 mm gap the beats; the pulse's top line left out when
-    `pulse_top` is False (as the network drops a thin one, val96 #80)."""
+def _rows_with_pulses(pulse_mm: float, spacing_mm: float, pulse_top: bool = True, lead_in_mm: float = 2.0) -> np.ndarray:
+    """Three rows `spacing_mm` apart, each starting with `lead_in_mm` of flat ink, then a 1 mV
+    pulse `pulse_mm` tall and 5 mm wide (25 mm/s), then after a 1.5 mm gap the beats; the
+    pulse's top line left out when `pulse_top` is False (as the network drops a thin one, val96 #80)."""
     mm = PX_PER_MM
-    height, width = int((3 * spacing_mm + 20) * mm), int(120 * mm)
+    shift = lead_in_mm - 2.0
+    height, width = int((3 * spacing_mm + 20) * mm), int((120 + shift) * mm)
     mask = np.zeros((height, width), np.uint8)
     for row in range(3):
         base = int((spacing_mm * (row + 0.5) + 10) * mm)
-        x0, x1 = int(10 * mm), int(15 * mm)
+        x0, x1 = int((10 + shift) * mm), int((15 + shift) * mm)
         top = base - int(pulse_mm * mm)
-        cv2.line(mask, (x0 - int(2 * mm), base), (x0, base), 1, 2)
+        cv2.line(mask, (x0 - int(lead_in_mm * mm), base), (x0, base), 1, 2)
         cv2.line(mask, (x0, base), (x0, top), 1, 2)
         cv2.line(mask, (x1, top), (x1, base), 1, 2)
         if pulse_top:
             cv2.line(mask, (x0, top), (x1, top), 1, 2)
-        points = [(int(16.5 * mm), base), (int(18 * mm), base)]
-        for beat in np.arange(25, 115, 20):  # a QRS of 1.2 mV and a flat baseline between beats
+        points = [(int((16.5 + shift) * mm), base), (int((18 + shift) * mm), base)]
+        for beat in np.arange(25, 115, 20) + shift:  # a QRS of 1.2 mV and a flat baseline between beats
             points += [(int(beat * mm), base), (int((beat + 1) * mm), base - int(1.2 * pulse_mm * mm)),
                        (int((beat + 2) * mm), base)]
         cv2.polylines(mask, [np.array(points, np.int32).reshape(-1, 1, 2)], False, 1, 2)
@@ -111,6 +113,17 @@ def test_a_pulse_whose_top_was_lost_is_measured_from_its_edges() -> None:
     assert all(row.pulse_height_px is not None for row in rows)
     assert gain_from_pulses(rows, PX_PER_MM) == 10
     assert speed_from_pulses(rows, PX_PER_MM) == 25
+
+
+def test_a_pulse_after_a_long_lead_in_is_read_whole_and_the_row_starts_after_it() -> None:
+    """Ink before the pulse (a grid's border line, a label) puts the pulse's falling edge past
+    the pulse zone's 16 mm; the pulse is followed to its end, not cut there (real photo 03089:
+    cut, the rows started 4 mm early, 160 ms)."""
+    rows = read_rows(_rows_with_pulses(pulse_mm=10, spacing_mm=30, lead_in_mm=12), PX_PER_MM)
+    assert len(rows) == 3
+    for row in rows:
+        assert row.pulse_width_px / PX_PER_MM == pytest.approx(5.0, abs=0.5)
+        assert row.x_start / PX_PER_MM == pytest.approx(16.5 + 10, abs=1.0)  # where the beats' line begins
 
 
 def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
