@@ -75,11 +75,9 @@ def _sheet_on_a_table(corners: np.ndarray, gridless: bool = False, curl_mm: floa
         page = np.where((cv2.cvtColor(page, cv2.COLOR_RGB2GRAY) < 110)[..., None], page, 255).astype(np.uint8)
     h, w = page.shape[:2]
     if curl_mm:
-        from test_grid import bend
+        from test_grid import bend, curled
 
-        dx, dy = bend((h, w), PageTruth.load(EXAMPLE).meta["px_per_mm"], curl_mm)
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        page = cv2.remap(page, xs - dx, ys - dy, cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+        page = curled(page, *bend((h, w), PageTruth.load(EXAMPLE).meta["px_per_mm"], curl_mm))
     flat = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     table = np.zeros((1500, 2100, 3), np.uint8)
     table[:] = (70, 50, 110)

@@ -79,6 +79,14 @@ def bend(shape: tuple[int, int], px_per_mm: float, amplitude_mm: float) -> tuple
     return (dx * px_per_mm).astype(np.float32), (dy * px_per_mm).astype(np.float32)
 
 
+def curled(rgb: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """The page as seen bent by `bend`'s fields: the paper at p is seen near p + d(p), so the
+    picture at q shows the page at q - d(q)."""
+    h, w = rgb.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(rgb, xs - dx, ys - dy, cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+
+
 def test_warp_recovers_a_curl_and_leaves_flat_paper_alone() -> None:
     """The lattice's local phase says where each 5 mm line is: a page bent by up to 1.5 mm
     is straightened to a fraction of that, and a flat page is not bent at all."""
@@ -89,10 +97,7 @@ def test_warp_recovers_a_curl_and_leaves_flat_paper_alone() -> None:
     assert flat is None or not flat.explains_bending()
 
     dx, dy = bend(rgb.shape[:2], px_per_mm, 1.5)
-    h, w = rgb.shape[:2]
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    # The paper at p is seen near p + d(p): read the page at q - d(q).
-    bent = cv2.remap(rgb, xs - dx, ys - dy, cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    bent = curled(rgb, dx, dy)
     warp = fit_warp(bent, px_per_mm)
     assert warp is not None and warp.explains_bending()
     layout = truth.meta["layout"]

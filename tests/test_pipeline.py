@@ -99,15 +99,12 @@ def test_photographed_page_is_rectified() -> None:
 def test_curled_page_is_straightened() -> None:
     """Paper bent by up to 1 mm (a curl across the page): the grid's warp follows the lines. (Unwarped
     it reads at 2.8 dB; bends much beyond 2 mm are still beyond the warp: see `fit_warp`.)"""
-    from test_grid import bend
+    from test_grid import bend, curled
 
     truth = PageTruth.load(EXAMPLE)
     page = load_page(EXAMPLE.with_suffix(".png"))
-    h, w = page.rgb.shape[:2]
-    dx, dy = bend((h, w), truth.meta["px_per_mm"], 1.0)
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    curled = cv2.remap(page.rgb, xs - dx, ys - dy, cv2.INTER_LINEAR, borderValue=(255, 255, 255))
-    result = Digitizer().digitize(LoadedPage(curled, page.path, 1, 1))
+    bent = curled(page.rgb, *bend(page.rgb.shape[:2], truth.meta["px_per_mm"], 1.0))
+    result = Digitizer().digitize(LoadedPage(bent, page.path, 1, 1))
     assert result.summary()["grid"]["warp_mm"] > 0.5
     assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 9.0  # 11.0 measured
 
