@@ -188,7 +188,7 @@ def evaluate_command(
 
 @app.command("train")
 def train_command(
-    stage: Annotated[str, typer.Argument(help="Stage to train: trace, source or lvef (align and grid to come).")],
+    stage: Annotated[str, typer.Argument(help="Stage to train: align, trace, source or lvef (grid to come).")],
     config: Annotated[Path | None, typer.Option(help="YAML config (default: configs/<stage>.yaml).")] = None,
     data: Annotated[Path | None, typer.Option(help="Directory of `cardioscan synth` pages to train on.")] = None,
     val: Annotated[Path | None, typer.Option(help="Held-out `cardioscan synth` pages to validate on.")] = None,
@@ -198,7 +198,7 @@ def train_command(
     table: Annotated[Path | None, typer.Option(
         help="lvef only: CSV of records (path, lvef, optional patient_id, fs, auxiliary labels).")] = None,
 ) -> None:
-    """Train a stage's network (trace: on rendered pages; lvef: on a table of records);
+    """Train a stage's network (align, trace, source: on rendered pages; lvef: on a table of records);
     rerunning the same command resumes it."""
     from dataclasses import replace
 

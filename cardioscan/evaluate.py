@@ -7,9 +7,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+from cardioscan.align import LeadLabel, finite_median, match_labels
 from cardioscan.io.images import IMAGE_SUFFIXES
 from cardioscan.io.wfdb_io import read_wfdb
 from cardioscan.metrics import aggregate_kaggle, challenge2024_snr, kaggle2025_snr
@@ -85,9 +87,21 @@ def geometry_error(result: DigitizeResult, truth: PageTruth) -> tuple[float, flo
     return float(np.sqrt(np.mean(residual**2))), float(result.calibration.px_per_mm * abs(scale) - 1)
 
 
+def label_errors(result: DigitizeResult, truth: PageTruth) -> list[float]:
+    """Distance (page mm) from each printed lead label to the label found for it (inf when the
+    right lead was not found within LABEL_MATCH_MM): both taken to the page by the renderer's truth."""
+    def on_page(labels: list[LeadLabel]) -> list[LeadLabel]:
+        xy = np.array([[label.x, label.y] for label in labels], np.float64).reshape(-1, 1, 2)
+        mm = cv2.perspectiveTransform(xy, truth.image_to_page_mm).reshape(-1, 2) if len(labels) else xy
+        return [LeadLabel(label.lead, x, y, label.confidence) for label, (x, y) in zip(labels, mm, strict=True)]
+
+    printed = [LeadLabel(key.split(":")[1], x, y, 1.0) for key, (x, y) in truth.keypoints.items()]
+    return match_labels(on_page(result.labels_in_input), on_page(printed), px_per_mm=1.0)[0]
+
+
 def score_page(digitizer: Digitizer, page: Page) -> dict:
     """One page through the whole pipeline: Kaggle (signal, noise) powers, Challenge dB, seconds,
-    and (for synth pages) the geometry's RMS mm and px/mm error."""
+    and (for synth pages) the geometry's RMS mm and px/mm error, and the lead labels' errors (mm)."""
     start = time.perf_counter()
     result = digitizer.digitize_file(page.image)
     seconds = time.perf_counter() - start
@@ -95,8 +109,9 @@ def score_page(digitizer: Digitizer, page: Page) -> dict:
     kaggle = kaggle2025_snr(page.truth, estimate, fs=page.fs)
     challenge = challenge2024_snr(np.nan_to_num(page.truth), estimate)
     geometry = geometry_error(result, page.geometry) if page.geometry is not None else None
+    labels = label_errors(result, page.geometry) if page.geometry is not None and digitizer.label_net else None
     return {"kaggle": (kaggle.signal_power, kaggle.noise_power), "challenge_db": challenge.mean_db, "seconds": seconds,
-            "geometry": geometry}
+            "geometry": geometry, "label_errors_mm": labels}
 
 
 def group_report(scored: list[tuple[Page, dict]]) -> dict:
@@ -108,6 +123,7 @@ def group_report(scored: list[tuple[Page, dict]]) -> dict:
     report = {}
     for key, rows in sorted(groups.items()):
         geometry = [r["geometry"] for r in rows if r.get("geometry") is not None]
+        labels = np.array([e for r in rows for e in r.get("label_errors_mm") or []])
         report[key] = {
             "pages": len(rows),
             "kaggle2025_snr_db": round(float(aggregate_kaggle([r["kaggle"] for r in rows])), 2),
@@ -117,6 +133,9 @@ def group_report(scored: list[tuple[Page, dict]]) -> dict:
             "geometry_rms_mm_median": round(float(np.median([g[0] for g in geometry])), 3) if geometry else None,
             "geometry_within_0.5mm": round(sum(g[0] <= GOOD_GEOMETRY_MM for g in geometry) / len(rows), 3),
             "px_per_mm_error_median": round(float(np.median([abs(g[1]) for g in geometry])), 4) if geometry else None,
+            # Every printed label counts; one not found (or named wrongly) as an infinite error.
+            "label_error_mm_median": finite_median(labels),
+            "labels_found": round(float(np.isfinite(labels).mean()), 3) if len(labels) else None,
         }
     return report
 
@@ -128,10 +147,12 @@ def evaluate_directory(directory: Path, limit: int | None = None) -> dict:
 
 def format_report(report: dict) -> str:
     lines = [f"{'group':32s} {'pages':>5s} {'Kaggle2025 dB':>14s} {'Challenge2024 dB':>17s} {'s/page':>7s} "
-             f"{'geom mm':>8s} {'<=0.5mm':>8s} {'px/mm err':>9s}"]
+             f"{'geom mm':>8s} {'<=0.5mm':>8s} {'px/mm err':>9s} {'label mm':>8s} {'found':>6s}"]
     for key, r in report.items():
         median = "-" if r["geometry_rms_mm_median"] is None else f"{r['geometry_rms_mm_median']:.3f}"
         scale = "-" if r["px_per_mm_error_median"] is None else f"{100 * r['px_per_mm_error_median']:.2f}%"
+        label = "-" if r["label_error_mm_median"] is None else f"{r['label_error_mm_median']:.2f}"
+        found = "-" if r["labels_found"] is None else f"{r['labels_found']:.0%}"
         lines.append(f"{key:32s} {r['pages']:5d} {r['kaggle2025_snr_db']:14.2f} {r['challenge2024_snr_db']:17.2f} "
-                     f"{r['seconds_per_page']:7.2f} {median:>8s} {r['geometry_within_0.5mm']:8.1%} {scale:>9s}")
+                     f"{r['seconds_per_page']:7.2f} {median:>8s} {r['geometry_within_0.5mm']:8.1%} {scale:>9s} {label:>8s} {found:>6s}")
     return "\n".join(lines)

@@ -2,15 +2,16 @@
 
 The source classifier (when its weights are installed) names the page's capture and paper
 damage and routes its preprocessing; stage 2 reads trace pixels with the trained network
-when its weights are installed (the classical ink mask otherwise, flagged); orientation and
-the grid's rectification are classical stand-ins for the networks of DESIGN.md, behind the
-same types. What the tool is unsure of is said in `flags`, never hidden.
+when its weights are installed (the classical ink mask otherwise, flagged); the lead-label
+network (stage 0) finds the printed lead names on the straightened page for the summary's
+keypoints; orientation and the grid's rectification are classical stand-ins for the
+networks of DESIGN.md, behind the same types. What the tool is unsure of is said in `flags`, never hidden.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,17 @@ import numpy as np
 import torch
 
 from cardioscan import __version__
-from cardioscan.align import PageFrame, PageOutline, orientation_score, page_outline, upright
+from cardioscan.align import (
+    LABEL_WEIGHTS,
+    LabelNet,
+    LeadLabel,
+    PageFrame,
+    PageOutline,
+    name_by_layout,
+    orientation_score,
+    page_outline,
+    upright,
+)
 from cardioscan.grid import PerspectiveFit, fit_warp, measure_grid, rectify_grid
 from cardioscan.io.images import PDF_DPI, LoadedPage, load_page
 from cardioscan.postprocess import (
@@ -74,6 +85,7 @@ class DigitizeResult:
     outline: PageOutline | None  # the sheet's outline, when it corrected the perspective instead
     source: SourceEstimate | None  # None without the classifier's weights
     preprocessing: list[str]  # the branches the page was repaired with, in order
+    labels: list[LeadLabel]  # printed lead names found on the read page, like `rows` (none without the weights)
     flags: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -98,7 +110,8 @@ class DigitizeResult:
             # px per mm of the input as given (the rows were read at read_scale times as many)
             "calibration": {"px_per_mm": round(self.calibration.px_per_mm / self.frame.input_scale, 4),
                             "mm_per_s": self.calibration.mm_per_s, "mm_per_mv": self.calibration.mm_per_mv},
-            "keypoints": {},
+            "keypoints": [{"lead": label.lead, "xy": [round(label.x, 1), round(label.y, 1)],
+                           "confidence": round(label.confidence, 3)} for label in self.labels_in_input],
             "timing": None if self.timing is None else {
                 "convention": self.timing.convention, "evidence": self.timing.evidence,
                 "margin": round(self.timing.margin, 3), "rhythm_lead": self.timing.rhythm_lead,
@@ -111,6 +124,14 @@ class DigitizeResult:
             "written": [str(p) for p in written or []],
             "version": __version__,
         }
+
+    @property
+    def labels_in_input(self) -> list[LeadLabel]:
+        """The lead labels found, centres in the input's pixels."""
+        if not self.labels:
+            return []
+        where = self.frame.to_input(np.array([[label.x, label.y] for label in self.labels]).reshape(-1, 2))
+        return [replace(label, x=float(x), y=float(y)) for label, (x, y) in zip(self.labels, where, strict=True)]
 
     def _lead_timing(self, lead: str) -> dict[str, float | None]:
         """Offset (s) and confidence of the lead's segment in the grid (its rhythm strip if it has no other)."""
@@ -171,11 +192,13 @@ class Digitizer:
 
     def __init__(self, fs: float = 500.0, mm_per_s: float | None = None, timing: str = "auto",
                  trace_weights: Path | None = TRACE_WEIGHTS, device: str = "cpu",
-                 source_weights: Path | None = SOURCE_WEIGHTS, routing: dict[str, list[str]] | None = None) -> None:
+                 source_weights: Path | None = SOURCE_WEIGHTS, routing: dict[str, list[str]] | None = None,
+                 label_weights: Path | None = LABEL_WEIGHTS) -> None:
         """`mm_per_s=None` reads the paper speed from the calibration pulses (25 mm/s when there
         are none, flagged); `trace_weights=None` (or a missing file) reads traces with the
         classical ink mask; `source_weights=None` (or a missing file) skips the source classifier
-        and its preprocessing; `routing` overrides `configs/source.yaml`'s table; `device` runs
+        and its preprocessing; `label_weights=None` (or a missing file) leaves the keypoints
+        empty; `routing` overrides `configs/source.yaml`'s table; `device` runs
         the networks ("cpu", "cuda", "cuda:1")."""
         check_timing_mode(timing)  # before any page is read
         check_device(device)
@@ -186,6 +209,7 @@ class Digitizer:
                           if trace_weights is not None and trace_weights.exists() else None)
         self.source_net = (SourceClassifier(source_weights, device)
                            if source_weights is not None and source_weights.exists() else None)
+        self.label_net = LabelNet(label_weights, device) if label_weights is not None and label_weights.exists() else None
         self.routing = load_routing() if routing is None else routing
 
     def trace_mask(self, rgb: np.ndarray, max_side: int | None = None,
@@ -310,6 +334,13 @@ class Digitizer:
             flags.append("paper speed not read from a calibration pulse: 25 mm/s assumed")
             speed = 25.0
         calibration = Calibration(px_per_mm, speed, gain)
+        seconds["postprocess"] = time.perf_counter() - t
+        labels = []
+        if self.label_net is not None and rows:
+            t = time.perf_counter()
+            labels = self.label_net.find(upright(rgb, 2 * frame.half_turn), px_per_mm)
+            seconds["labels"] = time.perf_counter() - t
+        t = time.perf_counter()
         segments: list[PrintedSegment] = []
         timing: TimingDecision | None = None
         record: EcgRecord | None = None
@@ -325,6 +356,7 @@ class Digitizer:
             if timing.evidence != "user" and timing.margin < WEAK_EVIDENCE:
                 flags.append(f"timing evidence weak ({timing.evidence}): columns placed {timing.convention}")
             record = assemble(segments, timing.offsets_s, self.fs)
+            labels = name_by_layout(labels, rows, segments)
             if fit is None and (unlike := unlike_an_ecg(rows, record.quality, segments, self.fs)):
                 flags.append(f"{NO_ECG}: {unlike}")
                 layout, record = None, None
@@ -345,9 +377,9 @@ class Digitizer:
             for seg, offset, confidence in zip(segments, timing.offsets_s, timing.confidence, strict=True):
                 key = f"offset {seg.lead}{' rhythm' if seg.is_rhythm else ''}"
                 record.provenance[key] = f"{offset:.3f} s (confidence {confidence:.2f})"
-        seconds["postprocess"] = time.perf_counter() - t
+        seconds["postprocess"] += time.perf_counter() - t
         return DigitizeResult(record, page, layout, calibration, segments, timing, rows, frame, fit, outline, source,
-                              branches, flags, seconds)
+                              branches, labels, flags, seconds)
 
 
 # Below all three, rows read on a page without a grid are taken for something else than an ECG.
@@ -373,7 +405,8 @@ def unlike_an_ecg(rows: list[RowTrace], quality: np.ndarray, segments: list[Prin
 
 
 def draw_overlay(result: DigitizeResult) -> np.ndarray:
-    """The input with every followed trace drawn over it in green, for a person to check."""
+    """The input with every followed trace drawn over it in green and every lead label found
+    ringed in blue with the name it was read as, for a person to check."""
     out = cv2.cvtColor(result.page.rgb, cv2.COLOR_RGB2BGR)
     faded = cv2.addWeighted(out, 0.55, np.full_like(out, 255), 0.45, 0)
     thickness = max(2, round(max(out.shape[:2]) / 1200))
@@ -382,6 +415,11 @@ def draw_overlay(result: DigitizeResult) -> np.ndarray:
         ok = np.isfinite(row.y_px)
         pts = result.frame.to_input(np.stack([xs[ok], row.y_px[ok]], axis=1))
         cv2.polylines(faded, [pts.astype(np.int32).reshape(-1, 1, 2)], False, (0, 170, 0), thickness, cv2.LINE_AA)
+    for label in result.labels_in_input:
+        centre = (round(label.x), round(label.y))
+        cv2.circle(faded, centre, 4 * thickness, (200, 80, 0), thickness, cv2.LINE_AA)
+        cv2.putText(faded, label.lead, (centre[0] + 5 * thickness, centre[1] - 5 * thickness), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.3 * thickness, (200, 80, 0), max(1, thickness // 2), cv2.LINE_AA)
     for i, flag in enumerate(result.flags):
         cv2.putText(faded, flag, (10, 30 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 200), 2, cv2.LINE_AA)
     return faded

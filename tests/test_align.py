@@ -1,4 +1,4 @@
-"""Stage 0's classical stand-in: turning and straightening the page, and mapping back."""
+"""Stage 0: turning and straightening the page, mapping back, and reading lead-label heatmaps."""
 
 from __future__ import annotations
 
@@ -9,11 +9,22 @@ import numpy as np
 import pytest
 
 from cardioscan import pipeline
-from cardioscan.align import PageFrame, page_outline, rotation_homography, skew_degrees, waves_follow_beats
+from cardioscan.align import (
+    LeadLabel,
+    PageFrame,
+    label_peaks,
+    match_labels,
+    name_by_layout,
+    page_outline,
+    rotation_homography,
+    skew_degrees,
+    waves_follow_beats,
+)
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.metrics import kaggle2025_snr
 from cardioscan.pipeline import Digitizer
 from cardioscan.synth.groundtruth import PageTruth
+from cardioscan.timing import PrintedSegment
 from cardioscan.trace import RowTrace
 
 
@@ -120,3 +131,42 @@ def test_a_curled_sheet_flattened_by_its_outline_is_straightened_by_its_grid(mon
     assert grid["outline"] and not grid["rectified"] and grid["warp_mm"] > 0.5
     # 9.9 dB measured; with the outline alone (no warp) 3.1 dB.
     assert kaggle2025_snr(PageTruth.load(EXAMPLE).shown, result.record.signals, fs=500).snr_db > 7.0
+
+
+def test_label_peaks_are_placed_to_a_fraction_of_a_pixel_and_named_by_the_strongest_lead() -> None:
+    ys, xs = np.mgrid[0:40, 0:60].astype(np.float64)
+
+    def blob(x: float, y: float, height: float) -> np.ndarray:
+        return height * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 4.0**2))
+
+    heat = np.zeros((13, 40, 60))
+    heat[3], heat[4] = blob(20.3, 11.7, 0.6), blob(20.3, 11.7, 0.4)  # a label read half as aVR, less as aVL
+    heat[7] = blob(45.0, 30.0, 0.6)
+    heat[12] = np.maximum(blob(20.3, 11.7, 0.95), blob(45.0, 30.0, 0.7))  # a label of any lead
+    heat[12, 30, 46] = heat[12, 30, 45]  # a tie beside a peak (bf16 outputs) is no second label
+    peaks = sorted(label_peaks(heat, threshold=0.3, radius=8))
+    assert [(p[0], p[3]) for p in peaks] == [(3, pytest.approx(0.95, abs=0.01)), (7, pytest.approx(0.7))]
+    assert peaks[0][1:3] == pytest.approx((20.3, 11.7), abs=0.1)
+    assert peaks[1][1:3] == pytest.approx((45.5, 30.0), abs=0.05)  # the flat top between the two
+
+
+def test_labels_match_by_lead_and_distance() -> None:
+    truth = [LeadLabel("I", 10, 10, 1), LeadLabel("II", 10, 50, 1), LeadLabel("V1", 80, 10, 1)]
+    found = [LeadLabel("I", 11, 10, 0.9), LeadLabel("V2", 80, 10, 0.8), LeadLabel("II", 10, 51, 0.9),
+             LeadLabel("III", 40, 40, 0.5)]
+    errors, unmatched = match_labels(found, truth, px_per_mm=2.0)
+    assert errors == [pytest.approx(0.5), pytest.approx(0.5), np.inf]  # V1 read as V2 is a miss
+    assert unmatched == 2
+
+
+def test_labels_at_segment_starts_are_named_by_the_layout_and_others_keep_their_reading() -> None:
+    rows = [RowTrace(np.full(1000, y), x_start=100, zero_px=y, pulse_height_px=40.0) for y in (200.0, 400.0, 600.0)]
+    leads = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]]
+    segments = [PrintedSegment(lead, r, k, np.zeros(10), 1.0) for r, row in enumerate(leads) for k, lead in enumerate(row)]
+    read = [LeadLabel("V2", 612, 385, 0.9),  # row 1, just after column 2's start (600): V2 as read
+            LeadLabel("V1", 860, 580, 0.8),  # row 2, column 3 (850): the network misread V6
+            LeadLabel("aVL", 95, 215, 0.7),  # row 0, a little before the row's start: I
+            LeadLabel("III", 480, 600, 0.6)]  # mid-column: not a segment's label, kept as read
+    named = name_by_layout(read, rows, segments)
+    assert [label.lead for label in named] == ["V2", "V6", "I", "III"]
+    assert [(label.x, label.y, label.confidence) for label in named] == [(r.x, r.y, r.confidence) for r in read]

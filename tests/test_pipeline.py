@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cardioscan.align import rotation_homography
+from cardioscan.align import LeadLabel, match_labels, rotation_homography
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.metrics import kaggle2025_snr
 from cardioscan.pipeline import Digitizer, reading_scale
@@ -17,15 +17,30 @@ from cardioscan.synth.groundtruth import PageTruth
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean"
 
 
+def turned_points(points: np.ndarray, shape: tuple[int, int], clockwise_degrees: int) -> np.ndarray:
+    """(x, y) pixels of an image of `shape` in the same image turned clockwise (np.rot90(a, -k))."""
+    pts, (h, w) = np.asarray(points, np.float64), shape
+    for _ in range(clockwise_degrees // 90):  # one clockwise quarter: (x, y) -> (h - 1 - y, x)
+        pts, (h, w) = np.stack([h - 1 - pts[:, 1], pts[:, 0]], axis=1), (w, h)
+    return pts
+
+
 @pytest.mark.parametrize("clockwise_degrees", [90, 180, 270])
-def test_turned_page_is_read_upright(clockwise_degrees: int) -> None:
+def test_turned_page_is_read_upright_and_its_labels_found_in_its_own_pixels(clockwise_degrees: int) -> None:
     truth = PageTruth.load(EXAMPLE)
     page = load_page(EXAMPLE.with_suffix(".png"))
     turned = np.ascontiguousarray(np.rot90(page.rgb, -clockwise_degrees // 90))
     result = Digitizer().digitize(LoadedPage(turned, page.path, 1, 1))
-    assert result.summary()["rotation"] == clockwise_degrees
+    summary = result.summary()
+    assert summary["rotation"] == clockwise_degrees
     assert result.layout == "3x4_r1"
     assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 10.0
+    keys = sorted(truth.keypoints)
+    where = turned_points(np.array([truth.keypoints[k] for k in keys]), page.rgb.shape[:2], clockwise_degrees)
+    printed = [LeadLabel(k.split(":")[1], x, y, 1.0) for k, (x, y) in zip(keys, where, strict=True)]
+    found = [LeadLabel(k["lead"], *k["xy"], k["confidence"]) for k in summary["keypoints"]]
+    errors, unmatched = match_labels(found, printed, px_per_mm=truth.meta["px_per_mm"])
+    assert np.mean(np.array(errors) < 1.0) >= 0.9 and unmatched <= 1  # within 1 mm, by the right name
 
 
 def test_timing_and_offsets_are_reported() -> None:
