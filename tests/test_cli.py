@@ -33,6 +33,7 @@ def test_digitize_example_writes_readable_calibrated_leads(tmp_path: Path) -> No
     assert summary["calibration"]["px_per_mm"] == pytest.approx(truth.meta["px_per_mm"], rel=0.005)
     assert summary["calibration"]["mm_per_mv"] == 10
     assert summary["leads"]["II"]["end_s"] == pytest.approx(10.0, abs=0.01)
+    assert sorted(k["lead"] for k in summary["keypoints"]) == sorted(k.split(":")[1] for k in truth.keypoints)
     if summary["source"]["category"] is not None:  # with the shipped source classifier
         assert summary["source"]["category"] == "clean"
         assert summary["preprocessing"] == []
