@@ -23,7 +23,7 @@ from scipy.ndimage import maximum_filter, median_filter
 from scipy.signal import find_peaks
 
 from cardioscan.grid import GridWarp
-from cardioscan.models import cpu_has_bf16, fold_batchnorm, load_weights
+from cardioscan.models import LoadedUnet
 from cardioscan.postprocess import infer_layout
 from cardioscan.record import LEAD_NAMES
 from cardioscan.timing import PrintedSegment
@@ -123,23 +123,19 @@ def name_by_layout(labels: list[LeadLabel], rows: list[RowTrace], segments: list
     return named
 
 
-class LabelNet:
+def heatmap_labels(heat: np.ndarray, threshold: float) -> list[LeadLabel]:
+    """The labels of (LABEL_CHANNELS, h, w) heatmaps read at LABEL_PX_PER_MM, in their pixels (`label_peaks`)."""
+    return [LeadLabel(LEAD_NAMES[c], x, y, v) for c, x, y, v in label_peaks(heat, threshold, round(2 * LABEL_PX_PER_MM))]
+
+
+class LabelNet(LoadedUnet):
     """The lead-label network, loaded once: `find(rgb, px_per_mm)` is every lead name printed on an
     upright, straightened page."""
 
     THRESHOLD = 0.4  # presence below which a spot is not taken for a label (best F1 on 48 fresh pages: recall 0.94, precision 0.98)
 
     def __init__(self, path: Path = LABEL_WEIGHTS, device: str = "cpu") -> None:
-        self.path = path
-        self.device = torch.device(device)
-        self.model, self.info = load_weights(path)
-        self.model = fold_batchnorm(self.model).to(self.device, memory_format=torch.channels_last)
-        self.multiple = 2 ** self.model.config.encoder_depth
-        self.bf16 = self.device.type == "cpu" and cpu_has_bf16()
-
-    @property
-    def version(self) -> str:
-        return f"{self.path.name} (step {self.info.get('steps', '?')})"
+        super().__init__(path, device)
 
     @torch.inference_mode()
     def heatmaps(self, rgb: np.ndarray) -> np.ndarray:
@@ -158,8 +154,8 @@ class LabelNet:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         sx, sy = size[0] / w, size[1] / h
-        peaks = label_peaks(self.heatmaps(small), self.THRESHOLD, round(2 * LABEL_PX_PER_MM))
-        return [LeadLabel(LEAD_NAMES[c], (x + 0.5) / sx - 0.5, (y + 0.5) / sy - 0.5, p) for c, x, y, p in peaks]
+        return [replace(label, x=(label.x + 0.5) / sx - 0.5, y=(label.y + 0.5) / sy - 0.5)
+                for label in heatmap_labels(self.heatmaps(small), self.THRESHOLD)]
 
 
 def candidate_turns(shape: tuple[int, int]) -> tuple[int, ...]:

@@ -133,6 +133,23 @@ def save_weights(model: CoordUnet, path: Path, info: dict) -> None:
     save_file(tensors, str(path), metadata={"model": json.dumps(asdict(model.config)), "info": json.dumps(info)})
 
 
+class LoadedUnet:
+    """A `CoordUnet` loaded once for inference: batch norms folded, channels-last, read in bf16
+    where the CPU computes it natively (`cpu_has_bf16`); inputs are padded to `multiple`."""
+
+    def __init__(self, path: Path, device: str = "cpu") -> None:
+        self.path = path
+        self.device = torch.device(device)
+        self.model, self.info = load_weights(path)
+        self.model = fold_batchnorm(self.model).to(self.device, memory_format=torch.channels_last)
+        self.multiple = 2 ** self.model.config.encoder_depth
+        self.bf16 = self.device.type == "cpu" and cpu_has_bf16()
+
+    @property
+    def version(self) -> str:
+        return f"{self.path.name} (step {self.info.get('steps', '?')})"
+
+
 def load_weights(path: Path) -> tuple[CoordUnet, dict]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}

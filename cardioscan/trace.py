@@ -20,7 +20,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from cardioscan.models import cpu_has_bf16, fold_batchnorm, load_weights
+from cardioscan.models import LoadedUnet
 
 WEIGHTS_DIR = Path(os.environ.get("CARDIOSCAN_WEIGHTS", Path(__file__).resolve().parents[1] / "weights"))
 TRACE_WEIGHTS = WEIGHTS_DIR / "trace.safetensors"
@@ -42,7 +42,7 @@ class RowTrace:
         return float(np.isfinite(self.y_px).mean()) if len(self.y_px) else 0.0
 
 
-class TraceNet:
+class TraceNet(LoadedUnet):
     """The trace network, loaded once: `probability(rgb)` is each pixel's chance of being trace ink."""
 
     MAX_SIDE = 1800  # larger inputs are read at reduced size (memory and time), then scaled back
@@ -51,16 +51,7 @@ class TraceNet:
     TILE_MARGIN = 128  # px each strip reads beyond the columns it keeps
 
     def __init__(self, path: Path = TRACE_WEIGHTS, device: str = "cpu") -> None:
-        self.path = path
-        self.device = torch.device(device)
-        self.model, self.info = load_weights(path)
-        self.model = fold_batchnorm(self.model).to(self.device, memory_format=torch.channels_last)
-        self.multiple = 2 ** self.model.config.encoder_depth
-        self.bf16 = self.device.type == "cpu" and cpu_has_bf16()
-
-    @property
-    def version(self) -> str:
-        return f"{self.path.name} (step {self.info.get('steps', '?')})"
+        super().__init__(path, device)
 
     @torch.inference_mode()
     def probability(self, rgb: np.ndarray, max_side: int | None = None,

@@ -37,13 +37,12 @@ from cardioscan.align import (
     LABEL_PX_PER_MM,
     LABEL_SIGMA_MM,
     LabelNet,
-    LeadLabel,
     finite_median,
-    label_peaks,
+    heatmap_labels,
     match_labels,
 )
 from cardioscan.models import CoordUnet, ModelConfig, load_weights, save_weights
-from cardioscan.record import LEAD_INDEX, LEAD_NAMES
+from cardioscan.record import LEAD_INDEX
 from cardioscan.synth.groundtruth import PageTruth
 
 
@@ -270,11 +269,6 @@ def label_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(positive.sum() + negative.sum()) / peak.sum().clamp(min=1)
 
 
-def peaks_as_labels(heat: np.ndarray, threshold: float) -> list[LeadLabel]:
-    return [LeadLabel(LEAD_NAMES[c], x, y, v)
-            for c, x, y, v in label_peaks(heat, threshold, round(2 * LABEL_PX_PER_MM))]
-
-
 def label_figures(crops: list, logits: list[torch.Tensor]) -> dict:
     """Labels found at the pipeline's threshold against the crops' true ones: median error (mm),
     recall and precision (within LABEL_MATCH_MM, named by the network), per source category too;
@@ -282,8 +276,8 @@ def label_figures(crops: list, logits: list[torch.Tensor]) -> dict:
     errors: dict[str, list[float]] = {}
     extra, spotted, unmatched = 0, [], 0
     for crop, out in zip(crops, logits, strict=True):
-        truth = peaks_as_labels(crop[1], 0.99)
-        found = peaks_as_labels(torch.sigmoid(out.float()).numpy(), LabelNet.THRESHOLD)
+        truth = heatmap_labels(crop[1], 0.99)
+        found = heatmap_labels(torch.sigmoid(out.float()).numpy(), LabelNet.THRESHOLD)
         e, n = match_labels(found, truth, LABEL_PX_PER_MM)
         errors.setdefault(crop[3], []).extend(e)
         extra += n

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cardioscan.align import LABEL_PX_PER_MM, LabelNet
+from cardioscan.align import LABEL_PX_PER_MM, LabelNet, heatmap_labels
 from cardioscan.models import ModelConfig
 from cardioscan.record import LEAD_NAMES
 from cardioscan.synth.dataset import generate
@@ -23,7 +23,6 @@ from cardioscan.train import (
     TrainConfig,
     load_label_page,
     load_training_page,
-    peaks_as_labels,
     sample_crop,
     sample_label_crop,
     train,
@@ -95,7 +94,7 @@ def test_label_crop_is_the_straightened_page_at_reading_scale_with_a_peak_on_eac
     # One crop pixel is 1 / LABEL_PX_PER_MM of paper (tilted by at most 2 degrees).
     step_mm = np.hypot(*(coords[:, 0, 1] - coords[:, 0, 0]) / 2 * np.array(page.size_mm))
     assert step_mm == pytest.approx(1 / LABEL_PX_PER_MM, rel=0.001)
-    labels = peaks_as_labels(target, 0.99)
+    labels = heatmap_labels(target, 0.99)
     assert labels, "a centred crop shows a label"
     grey = image.mean(axis=2)
     for label in labels:  # the letters' ink lies around each peak
