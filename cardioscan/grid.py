@@ -340,26 +340,24 @@ def _fit_map(readings: list[tuple[np.ndarray, np.ndarray, float]], centre: np.nd
     return params, float(np.sqrt(np.median(np.square(misfit))))
 
 
-def lattice_period(rgb: np.ndarray) -> tuple[float | None, str | None]:
-    """Pixels per mm of the 5 mm lattice (None without a grid), and the grid signal
-    ("saturation" or "darkness") it was read in when the tiles' vote overruled the scan of
-    `_scanned_period` (None: the signal `grid_signal` picks)."""
+def lattice_period(rgb: np.ndarray) -> float | None:
+    """Pixels per mm of the 5 mm lattice (None without a grid)."""
     scanned = _scanned_period(rgb)
     shrink = max(1.0, max(rgb.shape[:2]) / 1600.0)
     small = cv2.resize(rgb, None, fx=1 / shrink, fy=1 / shrink, interpolation=cv2.INTER_AREA) if shrink > 1 else rgb
-    best: tuple[float, float | None, str | None] = (0.0, None, None)
+    best: tuple[float, float | None] = (0.0, None)
     # A colour test cannot tell which signal holds the grid: a coloured background or stain
     # passes it while a JPEG's coarse chroma blurs the lines away. Read both; keep the clearer.
     for kind in ("saturation", "darkness"):
         period, support = _voted_period(_fine_detail(grid_signal(small, kind), 15.0), shrink)
         if period is not None and support > best[0]:
-            best = (support, period, kind)
-    voted, kind = best[1], best[2]
+            best = (support, period)
+    voted = best[1]
     # The scan's failures: no grid where the page fills a small part of a photo, or 10 or 15 mm
     # taken for 5 mm when blurred lines flatten the short lags. Otherwise it is the finer reading.
     if voted is not None and (scanned is None or any(abs(scanned / voted / k - 1) < 0.1 for k in (2, 3))):
-        return voted, kind
-    return scanned, None
+        return voted
+    return scanned
 
 
 def _scanned_period(rgb: np.ndarray) -> float | None:
@@ -440,12 +438,15 @@ def _voted_period(signal: np.ndarray, shrink: float) -> tuple[float | None, floa
 def rectify_grid(rgb: np.ndarray) -> tuple[PerspectiveFit | None, GridMeasurement | None]:
     """The grid's rectification, starting from the tiles' period; failing that, from the
     page-wide one, which is returned too when it was measured."""
-    px_per_mm, kind = lattice_period(rgb)
+    px_per_mm = lattice_period(rgb)
     fit = None
     if px_per_mm is not None:
         fit = fit_perspective(rgb, px_per_mm)
-        if fit is None and kind is not None:
-            fit = fit_perspective(rgb, px_per_mm, kind=kind)
+        if fit is None:
+            # The picked signal can hold too little grid where shadows or stains tint the page
+            # (a shadow's grey fools the colour test): read both signals, keep the wider fit.
+            fits = [f for k in ("saturation", "darkness") if (f := fit_perspective(rgb, px_per_mm, kind=k))]
+            fit = max(fits, key=lambda f: f.tiles, default=None)
     if fit is not None:
         return fit, None
     grid = measure_grid(rgb)
