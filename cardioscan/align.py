@@ -24,7 +24,7 @@ from scipy.signal import find_peaks
 
 from cardioscan.grid import GridWarp
 from cardioscan.models import LoadedUnet
-from cardioscan.postprocess import infer_layout
+from cardioscan.postprocess import SNAP_S, Calibration, infer_layout, row_leads
 from cardioscan.record import LEAD_NAMES
 from cardioscan.timing import PrintedSegment
 from cardioscan.trace import WEIGHTS_DIR, RowTrace
@@ -37,13 +37,15 @@ LABEL_CHANNELS = len(LEAD_NAMES) + 1  # a heatmap per lead name, then one for a 
 
 @dataclass
 class LeadLabel:
-    """A printed lead name found on the page: its centre (px), the lead it names, and the
-    network's confidence (the heatmap's peak, 0..1)."""
+    """A printed lead name found on the page: its centre (px), the lead it names, the network's
+    confidence that a label is there (the "any lead" heatmap's peak, 0..1), and that it reads
+    `lead` (that lead's heatmap there)."""
 
     lead: str
     x: float
     y: float
     confidence: float
+    reading: float = 1.0
 
 
 def _vertex(left: float, centre: float, right: float) -> float:
@@ -52,22 +54,24 @@ def _vertex(left: float, centre: float, right: float) -> float:
     return 0.0 if curve >= 0 else float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5))
 
 
-def label_peaks(heat: np.ndarray, threshold: float, radius: int) -> list[tuple[int, float, float, float]]:
-    """(lead index, x, y, presence) of each label in the (13, h, w) heatmaps (`LABEL_CHANNELS`): the
+def label_peaks(heat: np.ndarray, threshold: float, radius: int) -> list[tuple[int, float, float, float, float]]:
+    """(lead index, x, y, presence, reading) of each label in the (13, h, w) heatmaps (`LABEL_CHANNELS`): the
     local maxima (one within `radius` px) of the last, "a label of any lead", above `threshold`,
     named by the strongest of the twelve lead channels there (a label half read as V1 and half as
-    V2 is still found, once), placed to a fraction of a pixel by a parabola through its neighbours."""
+    V2 is still found, once, with that channel's value as its reading), placed to a fraction of a
+    pixel by a parabola through its neighbours."""
     presence = heat[-1]
     top = maximum_filter(presence, size=2 * radius + 1, mode="constant")
     h, w = presence.shape
-    peaks: list[tuple[int, float, float, float]] = []
+    peaks: list[tuple[int, float, float, float, float]] = []
     for y, x in zip(*np.nonzero((presence == top) & (presence > threshold)), strict=True):
-        if any(abs(x - px) <= radius and abs(y - py) <= radius for _, px, py, _ in peaks):
+        if any(abs(x - px) <= radius and abs(y - py) <= radius for _, px, py, _, _ in peaks):
             continue  # a plateau's second pixel (bf16 output ties), not a second label
         m = presence
         dx = _vertex(m[y, x - 1], m[y, x], m[y, x + 1]) if 0 < x < w - 1 else 0.0
         dy = _vertex(m[y - 1, x], m[y, x], m[y + 1, x]) if 0 < y < h - 1 else 0.0
-        peaks.append((int(heat[:-1, y, x].argmax()), x + dx, y + dy, float(m[y, x])))
+        lead = int(heat[:-1, y, x].argmax())
+        peaks.append((lead, x + dx, y + dy, float(m[y, x]), float(heat[lead, y, x])))
     return peaks
 
 
@@ -97,35 +101,97 @@ def finite_median(errors: np.ndarray) -> float | None:
     return round(median, 3) if np.isfinite(median) else None
 
 
-def name_by_layout(labels: list[LeadLabel], rows: list[RowTrace], segments: list[PrintedSegment]) -> list[LeadLabel]:
-    """Each label that stands by a printed segment's start (a quarter of a column before it to a
-    third after it, nearer its row's baseline than any other row's), renamed after that segment's
-    lead: the layout, and the rhythm strips' identification, name it more surely than the network
-    reads its letters (V1 and V2 differ by a digit). The others keep the network's reading."""
-    baselines = np.array([np.nanmedian(r.y_px) if np.isfinite(r.y_px).any() else np.nan for r in rows])
+def _baselines(rows: list[RowTrace]) -> np.ndarray:
+    """Each row's median level (px; NaN for a row without ink): a label belongs to the nearest."""
+    return np.array([np.nanmedian(r.y_px) if np.isfinite(r.y_px).any() else np.nan for r in rows])
+
+
+def segment_starts(labels: list[LeadLabel], rows: list[RowTrace], segments: list[PrintedSegment]) -> list[tuple[int, int] | None]:
+    """Per label, the printed segment (row, column) whose start it stands by: a quarter of a column
+    before it to a third after it, nearer its row's baseline than any other row's; None for the
+    others. A rhythm strip's start is judged by the page's grid columns, not by its whole length."""
+    baselines = _baselines(rows)
     if not segments or np.isnan(baselines).all():
-        return labels
+        return [None] * len(labels)
     pitch = float(np.median(np.diff(np.sort(baselines[np.isfinite(baselines)])))) if len(rows) > 1 else np.inf
-    leads = {(s.row, s.column): s.lead for s in segments}
-    named = []
+    columns = {row: sum(1 for s in segments if s.row == row) for row in {s.row for s in segments}}
+    widest = max(columns.values())
+    found: list[tuple[int, int] | None] = []
     for label in labels:
         row = int(np.nanargmin(np.abs(baselines - label.y)))
-        columns = sum(1 for r, _ in leads if r == row)
-        if not columns or abs(label.y - baselines[row]) > 0.6 * pitch:
-            named.append(label)
+        if row not in columns or abs(label.y - baselines[row]) > 0.6 * pitch:
+            found.append(None)
             continue
         trace = rows[row]
-        width = (len(trace.y_px) - trace.start_offset_px) / columns
-        place = (label.x - trace.x_start - trace.start_offset_px) / width  # in columns from the first's start
+        width = (len(trace.y_px) - trace.start_offset_px) / widest
+        place = (label.x - trace.x_start - trace.start_offset_px) / width  # in grid columns from the row's start
+        span = widest // columns[row]  # grid columns per segment of this row: a rhythm strip spans them all
         column = int(np.floor(place + 0.25))
-        inside = 0 <= column < columns and place - column <= 1 / 3
-        named.append(replace(label, lead=leads[(row, column)]) if inside else label)
+        inside = 0 <= column < widest and column % span == 0 and place - column <= 1 / 3
+        found.append((row, column // span) if inside else None)
+    return found
+
+
+def name_by_layout(labels: list[LeadLabel], rows: list[RowTrace], segments: list[PrintedSegment]) -> list[LeadLabel]:
+    """Each label that stands by a printed segment's start (`segment_starts`) renamed after that
+    segment's lead: the layout, and the rhythm strips' identification, name it more surely than the
+    network reads its letters (V1 and V2 differ by a digit). The others keep the network's reading."""
+    leads = {(s.row, s.column): s.lead for s in segments}
+    return [replace(label, lead=leads[place]) if place else label
+            for label, place in zip(labels, segment_starts(labels, rows, segments), strict=True)]
+
+
+LABEL_AFTER_START_MM = 10.0  # a column's printed label stands at most this far after the column's start (2-8 mm on the pages we know)
+
+
+def place_lead_ins(rows: list[RowTrace], labels: list[LeadLabel], layout: str, calibration: Calibration,
+                   duration_s: float = 10.0) -> list[RowTrace]:
+    """Rows re-started at their end less the record, where the printer drew them from before the
+    record's first second (real photos: 0.2-0.4 s of lead-in, which put every column that late).
+    A row longer than the record may as well have picked up ink after its end, so the labels of
+    the later columns decide: they stand by their columns' starts measured from the row's end,
+    but too far after those measured from its start. Rows are left as they are without labels."""
+    px_per_s = calibration.px_per_mm * calibration.mm_per_s
+    record = duration_s * px_per_s
+    lead_ins = {i: len(r.y_px) - r.start_offset_px - record for i, r in enumerate(rows)}
+    longer = [i for i, lead_in in lead_ins.items() if lead_in > SNAP_S * px_per_s]
+    baselines = _baselines(rows)
+    if not longer or not labels or np.isnan(baselines).all():
+        return rows
+    columns = [len(leads) for leads in row_leads(layout)]
+    after_start, after_end = [], []
+    for label in labels:
+        i = int(np.nanargmin(np.abs(baselines - label.y)))
+        if i not in longer or i >= len(columns) or columns[i] < 2:
+            continue
+        width = record / columns[i]
+        start = rows[i].x_start + rows[i].start_offset_px
+        k = int(np.floor((label.x - start) / width + 0.25))
+        if 1 <= k < columns[i]:
+            after_start.append((label.x - start - k * width) / calibration.px_per_mm)
+            after_end.append(after_start[-1] - lead_ins[i] / calibration.px_per_mm)
+    if not after_start or np.median(after_start) <= LABEL_AFTER_START_MM or abs(np.median(after_end)) > LABEL_AFTER_START_MM:
+        return rows
+    return [replace(r, start_offset_px=r.start_offset_px + lead_ins[i]) if i in longer else r for i, r in enumerate(rows)]
+
+
+PRINTED_NAME_SURE = 0.5  # a lead heatmap this high reads a rhythm strip's label rightly (val96, real photos: see `printed_strip_leads`)
+
+
+def printed_strip_leads(labels: list[LeadLabel], rows: list[RowTrace], segments: list[PrintedSegment]) -> list[str | None]:
+    """Per rhythm strip (top first), the lead its printed label names, when one stands at its start
+    and the network reads it surely; None otherwise."""
+    at_start = {place: label for label, place in zip(labels, segment_starts(labels, rows, segments), strict=True) if place}
+    named = []
+    for strip in (s for s in segments if s.is_rhythm):
+        label = at_start.get((strip.row, strip.column))
+        named.append(label.lead if label is not None and label.reading >= PRINTED_NAME_SURE else None)
     return named
 
 
 def heatmap_labels(heat: np.ndarray, threshold: float) -> list[LeadLabel]:
     """The labels of (LABEL_CHANNELS, h, w) heatmaps read at LABEL_PX_PER_MM, in their pixels (`label_peaks`)."""
-    return [LeadLabel(LEAD_NAMES[c], x, y, v) for c, x, y, v in label_peaks(heat, threshold, round(2 * LABEL_PX_PER_MM))]
+    return [LeadLabel(LEAD_NAMES[c], x, y, v, r) for c, x, y, v, r in label_peaks(heat, threshold, round(2 * LABEL_PX_PER_MM))]
 
 
 class LabelNet(LoadedUnet):

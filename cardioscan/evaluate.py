@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -93,7 +93,7 @@ def label_errors(result: DigitizeResult, truth: PageTruth) -> list[float]:
     def on_page(labels: list[LeadLabel]) -> list[LeadLabel]:
         xy = np.array([[label.x, label.y] for label in labels], np.float64).reshape(-1, 1, 2)
         mm = cv2.perspectiveTransform(xy, truth.image_to_page_mm).reshape(-1, 2) if len(labels) else xy
-        return [LeadLabel(label.lead, x, y, label.confidence) for label, (x, y) in zip(labels, mm, strict=True)]
+        return [replace(label, x=float(x), y=float(y)) for label, (x, y) in zip(labels, mm, strict=True)]
 
     printed = [LeadLabel(key.split(":")[1], x, y, 1.0) for key, (x, y) in truth.keypoints.items()]
     return match_labels(on_page(result.labels_in_input), on_page(printed), px_per_mm=1.0)[0]

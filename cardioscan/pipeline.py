@@ -28,6 +28,8 @@ from cardioscan.align import (
     name_by_layout,
     orientation_score,
     page_outline,
+    place_lead_ins,
+    printed_strip_leads,
     upright,
 )
 from cardioscan.grid import PerspectiveFit, fit_warp, measure_grid, rectify_grid
@@ -345,9 +347,12 @@ class Digitizer:
         timing: TimingDecision | None = None
         record: EcgRecord | None = None
         if layout is not None:
+            rows = place_lead_ins(rows, labels, layout, calibration)
             segments = split_segments(rows, layout, calibration, self.fs)
             timing = infer_timing(segments, self.fs, self.timing)
             rhythm = [seg for seg in segments if seg.is_rhythm]
+            printed = printed_strip_leads(labels, rows, segments)
+            timing.rhythm_leads = [label or lead for label, lead in zip(printed, timing.rhythm_leads, strict=True)]
             for strip, lead in zip(rhythm, timing.rhythm_leads, strict=True):
                 if lead:
                     strip.lead = lead

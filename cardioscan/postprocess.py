@@ -71,6 +71,7 @@ def row_leads(layout: str) -> list[list[str]]:
 
 
 SPEEDS_MM_PER_S = (25.0, 50.0)
+SNAP_S = 0.15  # a row's measured length may miss a printed whole half second by this much
 SMOOTH_MM = 0.75  # the smoothing window on paper: 30 ms at 25 mm/s (`_smooth`)
 
 
@@ -131,7 +132,7 @@ def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, 
         # Machines print whole seconds (10 s, 5 s): a row measured a few ink pixels long or
         # short is snapped, so column boundaries fall where they were printed.
         row_s = min(duration_s, len(mv) / px_per_s)
-        if abs(row_s - round(row_s * 2) / 2) < 0.15:
+        if abs(row_s - round(row_s * 2) / 2) < SNAP_S:
             row_s = round(row_s * 2) / 2
         col_s = row_s / len(leads)
         is_rhythm = r >= len(_LAYOUT_LEADS["3x4"]) and layout.startswith("3x4")

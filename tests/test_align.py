@@ -16,6 +16,8 @@ from cardioscan.align import (
     match_labels,
     name_by_layout,
     page_outline,
+    place_lead_ins,
+    printed_strip_leads,
     rotation_homography,
     skew_degrees,
     waves_follow_beats,
@@ -23,6 +25,7 @@ from cardioscan.align import (
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.metrics import kaggle2025_snr
 from cardioscan.pipeline import Digitizer
+from cardioscan.postprocess import Calibration
 from cardioscan.synth.groundtruth import PageTruth
 from cardioscan.timing import PrintedSegment
 from cardioscan.trace import RowTrace
@@ -146,6 +149,7 @@ def test_label_peaks_are_placed_to_a_fraction_of_a_pixel_and_named_by_the_strong
     heat[12, 30, 46] = heat[12, 30, 45]  # a tie beside a peak (bf16 outputs) is no second label
     peaks = sorted(label_peaks(heat, threshold=0.3, radius=8))
     assert [(p[0], p[3]) for p in peaks] == [(3, pytest.approx(0.95, abs=0.01)), (7, pytest.approx(0.7))]
+    assert [p[4] for p in peaks] == [pytest.approx(0.6, abs=0.01), pytest.approx(0.6, abs=0.01)]  # the named lead's own value
     assert peaks[0][1:3] == pytest.approx((20.3, 11.7), abs=0.1)
     assert peaks[1][1:3] == pytest.approx((45.5, 30.0), abs=0.05)  # the flat top between the two
 
@@ -159,10 +163,18 @@ def test_labels_match_by_lead_and_distance() -> None:
     assert unmatched == 2
 
 
-def test_labels_at_segment_starts_are_named_by_the_layout_and_others_keep_their_reading() -> None:
-    rows = [RowTrace(np.full(1000, y), x_start=100, zero_px=y, pulse_height_px=40.0) for y in (200.0, 400.0, 600.0)]
+def _grid_rows(baselines: tuple[float, ...]) -> list[RowTrace]:
+    return [RowTrace(np.full(1000, y), x_start=100, zero_px=y, pulse_height_px=40.0) for y in baselines]
+
+
+def _segments_3x4(rhythm: tuple[str, ...] = ()) -> list[PrintedSegment]:
     leads = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]]
-    segments = [PrintedSegment(lead, r, k, np.zeros(10), 1.0) for r, row in enumerate(leads) for k, lead in enumerate(row)]
+    return ([PrintedSegment(lead, r, k, np.zeros(10), 1.0) for r, row in enumerate(leads) for k, lead in enumerate(row)]
+            + [PrintedSegment(lead, 3 + k, 0, np.zeros(10), 1.0, is_rhythm=True) for k, lead in enumerate(rhythm)])
+
+
+def test_labels_at_segment_starts_are_named_by_the_layout_and_others_keep_their_reading() -> None:
+    rows, segments = _grid_rows((200.0, 400.0, 600.0)), _segments_3x4()
     read = [LeadLabel("V2", 612, 385, 0.9),  # row 1, just after column 2's start (600): V2 as read
             LeadLabel("V1", 860, 580, 0.8),  # row 2, column 3 (850): the network misread V6
             LeadLabel("aVL", 95, 215, 0.7),  # row 0, a little before the row's start: I
@@ -170,3 +182,28 @@ def test_labels_at_segment_starts_are_named_by_the_layout_and_others_keep_their_
     named = name_by_layout(read, rows, segments)
     assert [label.lead for label in named] == ["V2", "V6", "I", "III"]
     assert [(label.x, label.y, label.confidence) for label in named] == [(r.x, r.y, r.confidence) for r in read]
+
+
+def test_a_rhythm_strip_is_named_by_its_printed_label_when_the_network_reads_it_surely() -> None:
+    rows, segments = _grid_rows((200.0, 400.0, 600.0, 800.0)), _segments_3x4(rhythm=("II",))  # II: the usual guess
+    # Columns are 250 px wide: a strip's label counts up to 1/3 of one after its start (x = 100), not of the strip.
+    assert printed_strip_leads([LeadLabel("V1", 120, 820, 0.9, reading=0.8)], rows, segments) == ["V1"]
+    assert printed_strip_leads([LeadLabel("V1", 120, 820, 0.9, reading=0.3)], rows, segments) == [None]  # unsure
+    assert printed_strip_leads([LeadLabel("V1", 300, 820, 0.9, reading=0.8)], rows, segments) == [None]  # mid-strip
+    assert printed_strip_leads([LeadLabel("V1", 120, 620, 0.9, reading=0.8)], rows, segments) == [None]  # row above
+
+
+def test_rows_drawn_from_before_the_record_are_placed_by_their_end_when_their_labels_say_so() -> None:
+    """A real printout drew 0.4 s before the record's first second (10 mm at 25 mm/s): every column
+    was read 0.4 s late. The labels of the later columns stand 3 mm after their starts measured
+    from the rows' end; measured from the start, 13 mm after."""
+    calibration = Calibration(px_per_mm=10.0, mm_per_s=25.0, mm_per_mv=10.0)
+    rows = [RowTrace(np.full(2600, y), x_start=100, zero_px=y, pulse_height_px=100.0) for y in (200.0, 400.0, 600.0, 800.0)]
+    starts_from_end = [100 + 100 + k * 625 for k in range(4)]  # px: 0.4 s of lead-in, columns of 2.5 s
+    labels = [LeadLabel("V1", x + 30, y + 40, 0.9) for x in starts_from_end for y in (200.0, 400.0, 600.0)]
+    placed = place_lead_ins(rows, labels, "3x4_r1", calibration)
+    assert [r.start_offset_px for r in placed] == pytest.approx([100.0] * 4)  # the rhythm strip too
+    # The same rows with labels 3 mm after the columns measured from the start: ink after the end.
+    labels = [LeadLabel("V1", x - 100 + 30, y + 40, 0.9) for x in starts_from_end for y in (200.0, 400.0, 600.0)]
+    assert [r.start_offset_px for r in place_lead_ins(rows, labels, "3x4_r1", calibration)] == [0.0] * 4
+    assert [r.start_offset_px for r in place_lead_ins(rows, [], "3x4_r1", calibration)] == [0.0] * 4
