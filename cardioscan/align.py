@@ -106,20 +106,20 @@ def _baselines(rows: list[RowTrace]) -> np.ndarray:
     return np.array([np.nanmedian(r.y_px) if np.isfinite(r.y_px).any() else np.nan for r in rows])
 
 
-def segment_starts(labels: list[LeadLabel], rows: list[RowTrace], segments: list[PrintedSegment]) -> list[tuple[int, int] | None]:
-    """Per label, the printed segment (row, column) whose start it stands by: a quarter of a column
-    before it to a third after it, nearer its row's baseline than any other row's; None for the
-    others. A rhythm strip's start is judged by the page's grid columns, not by its whole length."""
+def segment_starts(labels: list[LeadLabel], rows: list[RowTrace], columns: list[int]) -> list[tuple[int, int] | None]:
+    """Per label, the printed segment (row, column) whose start it stands by, `columns[row]` segments
+    printed in each row: a quarter of a column before it to a third after it, nearer its row's
+    baseline than any other row's; None for the others. A rhythm strip's start is judged by the
+    page's grid columns, not by its whole length."""
     baselines = _baselines(rows)
-    if not segments or np.isnan(baselines).all():
+    if not any(columns) or np.isnan(baselines).all():
         return [None] * len(labels)
     pitch = float(np.median(np.diff(np.sort(baselines[np.isfinite(baselines)])))) if len(rows) > 1 else np.inf
-    columns = {row: sum(1 for s in segments if s.row == row) for row in {s.row for s in segments}}
-    widest = max(columns.values())
+    widest = max(columns)
     found: list[tuple[int, int] | None] = []
     for label in labels:
         row = int(np.nanargmin(np.abs(baselines - label.y)))
-        if row not in columns or abs(label.y - baselines[row]) > 0.6 * pitch:
+        if row >= len(columns) or not columns[row] or abs(label.y - baselines[row]) > 0.6 * pitch:
             found.append(None)
             continue
         trace = rows[row]
@@ -132,13 +132,18 @@ def segment_starts(labels: list[LeadLabel], rows: list[RowTrace], segments: list
     return found
 
 
+def _columns(segments: list[PrintedSegment], rows: int) -> list[int]:
+    """How many segments each of the page's rows prints."""
+    return [sum(s.row == r for s in segments) for r in range(rows)]
+
+
 def name_by_layout(labels: list[LeadLabel], rows: list[RowTrace], segments: list[PrintedSegment]) -> list[LeadLabel]:
     """Each label that stands by a printed segment's start (`segment_starts`) renamed after that
     segment's lead: the layout, and the rhythm strips' identification, name it more surely than the
     network reads its letters (V1 and V2 differ by a digit). The others keep the network's reading."""
     leads = {(s.row, s.column): s.lead for s in segments}
     return [replace(label, lead=leads[place]) if place else label
-            for label, place in zip(labels, segment_starts(labels, rows, segments), strict=True)]
+            for label, place in zip(labels, segment_starts(labels, rows, _columns(segments, len(rows))), strict=True)]
 
 
 LABEL_AFTER_START_MM = 10.0  # a column's printed label stands at most this far after the column's start (2-8 mm on the pages we know)
@@ -153,24 +158,18 @@ def place_lead_ins(rows: list[RowTrace], labels: list[LeadLabel], layout: str, c
     but too far after those measured from its start. Rows are left as they are without labels."""
     px_per_s = calibration.px_per_mm * calibration.mm_per_s
     record = duration_s * px_per_s
-    lead_ins = {i: len(r.y_px) - r.start_offset_px - record for i, r in enumerate(rows)}
-    longer = [i for i, lead_in in lead_ins.items() if lead_in > SNAP_S * px_per_s]
-    baselines = _baselines(rows)
-    if not longer or not labels or np.isnan(baselines).all():
-        return rows
+    lead_ins = [len(r.y_px) - r.start_offset_px - record for r in rows]
+    longer = {i for i, lead_in in enumerate(lead_ins) if lead_in > SNAP_S * px_per_s}
     columns = [len(leads) for leads in row_leads(layout)]
-    after_start, after_end = [], []
-    for label in labels:
-        i = int(np.nanargmin(np.abs(baselines - label.y)))
-        if i not in longer or i >= len(columns) or columns[i] < 2:
-            continue
-        width = record / columns[i]
-        start = rows[i].x_start + rows[i].start_offset_px
-        k = int(np.floor((label.x - start) / width + 0.25))
-        if 1 <= k < columns[i]:
-            after_start.append((label.x - start - k * width) / calibration.px_per_mm)
-            after_end.append(after_start[-1] - lead_ins[i] / calibration.px_per_mm)
-    if not after_start or np.median(after_start) <= LABEL_AFTER_START_MM or abs(np.median(after_end)) > LABEL_AFTER_START_MM:
+    after_start, lead_in_of = [], []  # mm, per label of a later column in a longer row
+    for label, place in zip(labels, segment_starts(labels, rows, columns), strict=True):
+        if place is not None and place[0] in longer and place[1] >= 1:
+            i, k = place
+            after_start.append((label.x - rows[i].x_start - rows[i].start_offset_px - k * record / columns[i]) / calibration.px_per_mm)
+            lead_in_of.append(lead_ins[i] / calibration.px_per_mm)
+    if not after_start or np.median(after_start) <= LABEL_AFTER_START_MM:
+        return rows
+    if abs(np.median(np.subtract(after_start, lead_in_of))) > LABEL_AFTER_START_MM:
         return rows
     return [replace(r, start_offset_px=r.start_offset_px + lead_ins[i]) if i in longer else r for i, r in enumerate(rows)]
 
@@ -181,7 +180,7 @@ PRINTED_NAME_SURE = 0.5  # a lead heatmap this high reads a strip's label rightl
 def printed_strip_leads(labels: list[LeadLabel], rows: list[RowTrace], segments: list[PrintedSegment]) -> list[str | None]:
     """Per rhythm strip (top first), the lead its printed label names, when one stands at its start
     and the network reads it surely; None otherwise."""
-    at_start = {place: label for label, place in zip(labels, segment_starts(labels, rows, segments), strict=True) if place}
+    at_start = {place: label for label, place in zip(labels, segment_starts(labels, rows, _columns(segments, len(rows))), strict=True) if place}
     named = []
     for strip in (s for s in segments if s.is_rhythm):
         label = at_start.get((strip.row, strip.column))
