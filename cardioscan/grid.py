@@ -58,13 +58,16 @@ def grid_signal(rgb: np.ndarray, kind: str | None = None) -> np.ndarray:
     return (255 - cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).astype(np.float32)
 
 
-def _fine_detail(signal: np.ndarray, sigma: float) -> np.ndarray:
-    """Detail finer than `sigma` px, clipped where it is strongest: thin grid lines cover far
-    more of a page than traces and text do, so clipping takes the dark ink's weight off the
-    autocorrelation without touching the lattice."""
-    detail = signal - cv2.GaussianBlur(signal, (0, 0), sigma)
+def _clip_strongest(detail: np.ndarray) -> np.ndarray:
+    """Detail clipped where it is strongest: thin grid lines cover far more of a page than
+    traces and text do, so clipping takes the dark ink's weight off without touching the lattice."""
     limit = float(np.percentile(np.abs(detail[::2, ::2]), CLIP_PERCENTILE))
     return np.clip(detail, -limit, limit) if limit > 0 else detail
+
+
+def _fine_detail(signal: np.ndarray, sigma: float) -> np.ndarray:
+    """Detail finer than `sigma` px, clipped where it is strongest (`_clip_strongest`)."""
+    return _clip_strongest(signal - cv2.GaussianBlur(signal, (0, 0), sigma))
 
 
 def _thin_lines(signal: np.ndarray, width: float, period: float) -> np.ndarray:
@@ -72,9 +75,8 @@ def _thin_lines(signal: np.ndarray, width: float, period: float) -> np.ndarray:
     centred: a shadow's edge, as where a folded sheet turns from the light, is a step, not a
     line, and is dropped, where a high-pass keeps it as a stroke that pulls the lines' phase."""
     side = max(3, int(round(width)) | 1)
-    lines = cv2.morphologyEx(signal, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
-    limit = float(np.percentile(lines[::2, ::2], CLIP_PERCENTILE))
-    lines = np.minimum(lines, limit) if limit > 0 else lines
+    lines = _clip_strongest(cv2.morphologyEx(signal, cv2.MORPH_TOPHAT,
+                                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))))
     return lines - cv2.GaussianBlur(lines, (0, 0), period)
 
 

@@ -7,7 +7,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cardioscan.grid import fit_warp, lattice_period, measure_grid, rectify_grid
+from cardioscan.grid import (
+    LINE_MM,
+    _fine_detail,
+    _thin_lines,
+    fit_warp,
+    lattice_period,
+    measure_grid,
+    rectify_grid,
+)
 from cardioscan.io.images import load_page
 from cardioscan.synth.groundtruth import PageTruth
 
@@ -116,8 +124,6 @@ def test_the_warp_reads_thin_lines_and_not_a_shadows_edge() -> None:
     """A fold's shadow is a step in brightness; the lines are thin. The warp's signal keeps the
     lines and drops the step, where a high-pass (the tiles' signal) answers the step as strongly
     as a line, a stroke that would pull the lines' phase (real photos of folded sheets)."""
-    from cardioscan.grid import _fine_detail, _thin_lines
-
     signal = np.zeros((60, 400), np.float32)  # at 4 px/mm, the 5 mm period 20 px
     signal[:, 200:] += 60.0  # the shadow's edge at x = 200
     signal[:, 100] += 60.0  # a 0.25 mm line in the light...
@@ -127,7 +133,7 @@ def test_the_warp_reads_thin_lines_and_not_a_shadows_edge() -> None:
         base = np.median(read[30, 20:80])
         return min(read[30, 100], read[30, 300]) - base, np.abs(read[30, 190:210] - base).max()
 
-    line, edge = line_and_edge(_thin_lines(signal, 1.25 * 4.0, 20.0))
+    line, edge = line_and_edge(_thin_lines(signal, LINE_MM * 4.0, 20.0))
     assert edge < 0.05 * line
     line, edge = line_and_edge(_fine_detail(signal, 20.0))
     assert edge > 0.5 * line
