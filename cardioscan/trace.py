@@ -503,15 +503,15 @@ def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> 
 
 def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
     """Every row of a page starts at the same time and column. Where the calibration pulses
-    place that column, a row whose own start is off by more than a millimetre (its first
-    stretch lost under text, or flat ink taken for the pulse's foot) is re-cut there."""
+    place that column, a row whose own start is off (its first stretch lost under text, flat ink
+    taken for the pulse's foot, or a pulse's edge read a few pixels early) is re-cut there."""
     starts = [row.x_start for row in rows if row.pulse_height_px is not None]
     if len(starts) < 2:
         return rows
     common = int(np.median(starts))
     for row in rows:
         shift = common - row.x_start
-        if abs(shift) > px_per_mm:
+        if shift:
             row.y_px = row.y_px[shift:] if shift > 0 else np.concatenate([np.full(-shift, np.nan), row.y_px])
             row.x_start = common
     return rows

@@ -10,7 +10,7 @@ import pytest
 
 from cardioscan.pipeline import read_rows
 from cardioscan.postprocess import gain_from_pulses, speed_from_pulses
-from cardioscan.trace import TraceNet, find_rows, refine_rows
+from cardioscan.trace import RowTrace, TraceNet, _common_start, find_rows, refine_rows
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean.png"
 
@@ -124,6 +124,17 @@ def test_a_pulse_after_a_long_lead_in_is_read_whole_and_the_row_starts_after_it(
     for row in rows:
         assert row.pulse_width_px / PX_PER_MM == pytest.approx(5.0, abs=0.5)
         assert row.x_start / PX_PER_MM == pytest.approx(16.5 + 10, abs=1.0)  # where the beats' line begins
+
+
+def test_a_row_whose_start_was_read_half_a_millimetre_early_is_recut_at_the_common_start() -> None:
+    """All rows of a page start at the same column; a row read 4 px (0.5 mm, 20 ms) early kept
+    its own time axis, and broke III = II - I where it met the others (val96 #2: 10.8 -> 13.5 dB)."""
+    ramp = np.arange(200, dtype=float)
+    rows = [RowTrace(ramp.copy(), 100, 50.0, 80.0), RowTrace(ramp.copy(), 100, 150.0, 80.0),
+            RowTrace(ramp.copy(), 96, 250.0, 80.0)]
+    early = _common_start(rows, PX_PER_MM)[2]
+    assert early.x_start == 100
+    assert early.y_px[0] == 4.0  # the same column of the page as before, now at the row's start
 
 
 def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
