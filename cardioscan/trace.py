@@ -373,13 +373,17 @@ def _own_stroke(sub: np.ndarray, start_y: float) -> tuple[np.ndarray, np.ndarray
 def _extend_past_edges(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.ndarray, top: int, bottom: int,
                        limits: tuple[int, int]) -> None:
     """A run cut by the band's edge is a peak taller than the band: follow its ink beyond the edge
-    (up to `limits`, most of the way to the neighbouring baselines) instead of clipping it."""
+    (up to `limits`, most of the way to the neighbouring baselines) instead of clipping it.
+    Ink that reaches `limits` unbroken is the neighbour's own deflection as likely as this row's
+    (a deep S wave of V1 runs into V2's row and through its QRS): the run stays cut at the edge."""
     for j in np.flatnonzero(y_min == top):
         column = mask[limits[0]:top, x0 + j][::-1]
-        y_min[j] = top - (int(column.argmin()) if not column.all() else len(column))
+        if not column.all():
+            y_min[j] = top - int(column.argmin())
     for j in np.flatnonzero(y_max == bottom - 1):
         column = mask[bottom:limits[1], x0 + j]
-        y_max[j] = bottom - 1 + (int(column.argmin()) if not column.all() else len(column))
+        if not column.all():
+            y_max[j] = bottom - 1 + int(column.argmin())
 
 
 def _read_band(mask: np.ndarray, base: float, band: tuple[int, int], columns: tuple[int, int],

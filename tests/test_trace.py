@@ -10,7 +10,7 @@ import pytest
 
 from cardioscan.pipeline import read_rows
 from cardioscan.postprocess import gain_from_pulses, speed_from_pulses
-from cardioscan.trace import RowTrace, TraceNet, _common_start, find_rows, refine_rows
+from cardioscan.trace import RowTrace, TraceNet, _common_start, find_rows, follow_rows, refine_rows
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean.png"
 
@@ -135,6 +135,22 @@ def test_a_row_whose_start_was_read_half_a_millimetre_early_is_recut_at_the_comm
     early = _common_start(rows, PX_PER_MM)[2]
     assert early.x_start == 100
     assert early.y_px[0] == 4.0  # the same column of the page as before, now at the row's start
+
+
+def test_a_neighbours_deep_wave_reaching_into_the_row_is_not_read_as_the_rows_own_peak() -> None:
+    """The upper row's S wave runs down through the half-way line to the lower row's baseline
+    (V1 into V2, val96 #13, #49). Followed past the band's edge it read as a spike of the lower row
+    most of the way up to the upper baseline; ink that reaches so far belongs to either row as
+    likely, so both rows are cut at the half-way line instead."""
+    mask = np.zeros((300, 640), np.uint8)
+    cv2.line(mask, (20, 100), (620, 100), 1, 2)
+    cv2.line(mask, (20, 200), (620, 200), 1, 2)
+    cv2.rectangle(mask, (298, 100), (302, 199), 1, -1)  # steep: each column's ink spans the whole wave
+    upper, lower = follow_rows(mask > 0, [100.0, 200.0], PX_PER_MM)
+    # Each row reads the centre of the wave's ink on its own side of the half-way line (y = 150),
+    # not of the ink all the way to the other baseline (old: 155 and 145).
+    assert np.nanmin(lower.y_px[300 - lower.x_start - 2 : 300 - lower.x_start + 3]) >= 170
+    assert np.nanmax(upper.y_px[300 - upper.x_start - 2 : 300 - upper.x_start + 3]) <= 130
 
 
 def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
