@@ -508,8 +508,11 @@ def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> 
 def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
     """Every row of a page starts at the same time and column. Where the calibration pulses
     place that column, a row whose own start is off (its first stretch lost under text, flat ink
-    taken for the pulse's foot, or a pulse's edge read a few pixels early) is re-cut there."""
+    taken for the pulse's foot, or a pulse's edge read a few pixels early) is re-cut there.
+    Without two pulses, three rows or more place it by their median start."""
     starts = [row.x_start for row in rows if row.pulse_height_px is not None]
+    if len(starts) < 2:
+        starts = [row.x_start for row in rows] if len(rows) >= 3 else []
     if len(starts) < 2:
         return rows
     common = int(np.median(starts))

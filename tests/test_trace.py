@@ -137,6 +137,15 @@ def test_a_row_whose_start_was_read_half_a_millimetre_early_is_recut_at_the_comm
     assert early.y_px[0] == 4.0  # the same column of the page as before, now at the row's start
 
 
+def test_rows_without_pulses_are_recut_at_their_median_start() -> None:
+    """No pulse printed or found: the rows' own starts still agree but for the odd one (val96 #59,
+    #87: 5.3 -> 10.7 and 6.3 -> 9.6 dB)."""
+    ramp = np.arange(200, dtype=float)
+    rows = [RowTrace(ramp.copy(), 100, None, None), RowTrace(ramp.copy(), 101, None, None),
+            RowTrace(ramp.copy(), 94, None, None)]
+    assert [row.x_start for row in _common_start(rows, PX_PER_MM)] == [100, 100, 100]
+
+
 def test_a_neighbours_deep_wave_reaching_into_the_row_is_not_read_as_the_rows_own_peak() -> None:
     """The upper row's S wave runs down through the half-way line to the lower row's baseline
     (V1 into V2, val96 #13, #49). Followed past the band's edge it read as a spike of the lower row
