@@ -462,7 +462,7 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
         half_line = 0.5 * float(np.nanmedian(y_max - y_min))
         rows.append(RowTrace(ys[resume:], x0 + resume, pulse.zero_px if pulse else None,
                              pulse.height_px if pulse else None, half_line, pulse.width_px if pulse else None))
-    return _common_start(rows, px_per_mm)
+    return _common_start(rows)
 
 
 def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_per_mm: float) -> list[RowTrace]:
@@ -505,14 +505,14 @@ def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> 
     return max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
 
 
-def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
+def _common_start(rows: list[RowTrace]) -> list[RowTrace]:
     """Every row of a page starts at the same time and column. Where the calibration pulses
     place that column, a row whose own start is off (its first stretch lost under text, flat ink
     taken for the pulse's foot, or a pulse's edge read a few pixels early) is re-cut there.
     Without two pulses, three rows or more place it by their median start."""
     starts = [row.x_start for row in rows if row.pulse_height_px is not None]
-    if len(starts) < 2:
-        starts = [row.x_start for row in rows] if len(rows) >= 3 else []
+    if len(starts) < 2 and len(rows) >= 3:
+        starts = [row.x_start for row in rows]
     if len(starts) < 2:
         return rows
     common = int(np.median(starts))

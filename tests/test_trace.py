@@ -132,7 +132,7 @@ def test_a_row_whose_start_was_read_half_a_millimetre_early_is_recut_at_the_comm
     ramp = np.arange(200, dtype=float)
     rows = [RowTrace(ramp.copy(), 100, 50.0, 80.0), RowTrace(ramp.copy(), 100, 150.0, 80.0),
             RowTrace(ramp.copy(), 96, 250.0, 80.0)]
-    early = _common_start(rows, PX_PER_MM)[2]
+    early = _common_start(rows)[2]
     assert early.x_start == 100
     assert early.y_px[0] == 4.0  # the same column of the page as before, now at the row's start
 
@@ -143,7 +143,7 @@ def test_rows_without_pulses_are_recut_at_their_median_start() -> None:
     ramp = np.arange(200, dtype=float)
     rows = [RowTrace(ramp.copy(), 100, None, None), RowTrace(ramp.copy(), 101, None, None),
             RowTrace(ramp.copy(), 94, None, None)]
-    assert [row.x_start for row in _common_start(rows, PX_PER_MM)] == [100, 100, 100]
+    assert [row.x_start for row in _common_start(rows)] == [100, 100, 100]
 
 
 def test_a_neighbours_deep_wave_reaching_into_the_row_is_not_read_as_the_rows_own_peak() -> None:
