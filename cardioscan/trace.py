@@ -221,6 +221,7 @@ def _evenly_spaced(clear: np.ndarray, faint: np.ndarray) -> np.ndarray:
 PULSE_ZONE_MM = 16  # a row's calibration pulse lies within its first 16 mm (10 mm wide at 50 mm/s)
 PULSE_WIDTH_MM = 11  # the widest pulse: 0.2 s at 50 mm/s, and its line
 START_MM = 40  # the pulse zone and the stretch after it that gives the row's level there
+LONE_ROW_MM = 30  # the room taken above the top row and below the bottom one, which have no neighbour there
 REFINE_MM = 2.0  # how far a finer reading may move a column's value (a QRS peak read 8 % low at 2 mV)
 
 
@@ -428,6 +429,14 @@ def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, b
     return None
 
 
+def _band(baselines: list[float], i: int, height: int, px_per_mm: float, share: float = 0.5) -> tuple[int, int]:
+    """Row `i`'s band (top, bottom): `share` of the way to the neighbouring baselines (to
+    `LONE_ROW_MM` beyond the outer rows); by default half way, where the neighbours' bands begin."""
+    above = baselines[i] - baselines[i - 1] if i > 0 else LONE_ROW_MM * px_per_mm
+    below = baselines[i + 1] - baselines[i] if i + 1 < len(baselines) else LONE_ROW_MM * px_per_mm
+    return max(0, int(baselines[i] - share * above)), min(height, int(baselines[i] + share * below))
+
+
 def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
                 pulse_edges: np.ndarray | None = None) -> list[RowTrace]:
     """Follow each row's own stroke column by column (see `_read_band`), then cut off the
@@ -436,14 +445,12 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
     h = mask.shape[0]
     with_edges = mask | pulse_edges if pulse_edges is not None and pulse_edges.any() else None
     for i, base in enumerate(baselines):
-        above = base - baselines[i - 1] if i > 0 else 30 * px_per_mm
-        below = baselines[i + 1] - base if i + 1 < len(baselines) else 30 * px_per_mm
-        top, bottom = max(0, int(base - above / 2)), min(h, int(base + below / 2))
+        top, bottom = _band(baselines, i, h, px_per_mm)
         cols = np.flatnonzero(mask[top:bottom].any(axis=0))
         if len(cols) < 10 * px_per_mm:
             continue
         x0 = int(cols[0])
-        limits = (max(0, int(base - 0.9 * above)), min(h, int(base + 0.9 * below)))
+        limits = _band(baselines, i, h, px_per_mm, share=0.9)
         y_min, y_max, ys = _read_band(mask, base, (top, bottom), (x0, int(cols[-1]) + 1), limits, px_per_mm)
         pulse = _pulse(ys, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         resume = pulse.resume if pulse else 0
@@ -474,6 +481,7 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
     reach = max(2, round(REFINE_MM * px_per_mm))
     coarse_trace = trace_ink(coarse, px_per_mm)
     near = cv2.dilate(coarse_trace.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
+    near |= _coarse_gaps(rows, near.shape, px_per_mm)
     fine_rows = [f for f in follow_rows(trace_ink(fine & near, px_per_mm), find_rows(coarse_trace, px_per_mm),
                                         px_per_mm) if f.coverage > 0]
     for row in rows:
@@ -488,9 +496,23 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
         values = np.full(len(row.y_px), np.nan)
         values[inside] = match.y_px[x[inside]]
         with np.errstate(invalid="ignore"):
-            use = np.abs(values - row.y_px) <= reach
+            use = (np.abs(values - row.y_px) <= reach) | (np.isnan(row.y_px) & np.isfinite(values))
         row.y_px[use] = values[use]
     return rows
+
+
+def _coarse_gaps(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> np.ndarray:
+    """Each row's band (see `_band`) over the columns where its coarse reading has a gap: the
+    coarse mask loses faint stretches that the fine one sees (a fold's shade on a photo)."""
+    gaps = np.zeros(shape[:2], bool)
+    rows = [row for row in rows if row.coverage > 0]
+    levels = [float(np.nanmedian(row.y_px)) for row in rows]
+    for i, row in enumerate(rows):
+        top, bottom = _band(levels, i, shape[0], px_per_mm)
+        inked = np.flatnonzero(np.isfinite(row.y_px))
+        for k in np.flatnonzero(np.diff(inked) > 1):
+            gaps[top:bottom, row.x_start + inked[k] : row.x_start + inked[k + 1] + 1] = True
+    return gaps
 
 
 def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> tuple[int, int, int, int]:

@@ -41,6 +41,21 @@ def test_finer_mask_restores_a_rounded_peak_and_ignores_ink_far_from_the_row() -
     np.testing.assert_allclose(flat[np.isfinite(flat)], 150, atol=1)  # not pulled to the grid line
 
 
+def test_a_stretch_the_coarse_mask_lost_is_read_from_the_fine_mask() -> None:
+    """The coarse mask loses faint stretches (a fold's shade on a photo) that the fine one sees."""
+    coarse = _row_mask(peak_px=48, thickness=5)
+    coarse[:, 250:350] = False  # the spike and the flat ink round it
+    fine = _row_mask(peak_px=60, thickness=2)
+    rows = read_rows(coarse, PX_PER_MM)
+    assert len(rows) == 1
+    x_start = rows[0].x_start
+    assert np.isnan(rows[0].y_px[260 - x_start : 340 - x_start]).all()
+
+    gap = refine_rows(rows, coarse, fine, PX_PER_MM)[0].y_px[250 - x_start : 350 - x_start]
+    assert np.isfinite(gap).all()
+    assert abs(float(gap.min()) - (150 - 60)) <= 2
+
+
 def test_reading_part_of_a_page_matches_reading_the_whole_page_there() -> None:
     """A box is read with its page coordinates, so the network sees it as it would on the whole page."""
     net = TraceNet()
