@@ -477,16 +477,20 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
 
     Everything discrete (rows, pulses, where a row starts) stays as the coarse reading decided;
     the fine mask only moves each column's value, which sharpens the narrow QRS complexes the
-    coarse mask rounds off and widens. Columns the fine mask misses keep the coarse value."""
+    coarse mask rounds off and widens. Columns the fine mask misses keep the coarse value.
+    Columns where the coarse reading has no value, or one with no fine ink near it, are read
+    from the fine mask across the row's band: the coarse mask loses faint stretches (a fold's
+    shade on a photo), and its reading then strays onto whatever ink is left there."""
     reach = max(2, round(REFINE_MM * px_per_mm))
+    rows_read = [row for row in rows if row.coverage > 0]
+    fine_near = cv2.dilate(fine.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+    unbacked = [_unbacked(row, fine_near) for row in rows_read]
     coarse_trace = trace_ink(coarse, px_per_mm)
     near = cv2.dilate(coarse_trace.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
-    near |= _coarse_gaps(rows, near.shape, px_per_mm)
+    near |= _bands_over(rows_read, unbacked, near.shape, px_per_mm)
     fine_rows = [f for f in follow_rows(trace_ink(fine & near, px_per_mm), find_rows(coarse_trace, px_per_mm),
                                         px_per_mm) if f.coverage > 0]
-    for row in rows:
-        if row.coverage == 0:
-            continue
+    for row, lost in zip(rows_read, unbacked, strict=True):
         level = np.nanmedian(row.y_px)
         match = min(fine_rows, key=lambda f: abs(np.nanmedian(f.y_px) - level), default=None)
         if match is None or abs(np.nanmedian(match.y_px) - level) > reach:
@@ -496,23 +500,29 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
         values = np.full(len(row.y_px), np.nan)
         values[inside] = match.y_px[x[inside]]
         with np.errstate(invalid="ignore"):
-            use = (np.abs(values - row.y_px) <= reach) | (np.isnan(row.y_px) & np.isfinite(values))
+            use = (np.abs(values - row.y_px) <= reach) | (lost & np.isfinite(values))
         row.y_px[use] = values[use]
     return rows
 
 
-def _coarse_gaps(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> np.ndarray:
-    """Each row's band (see `_band`) over the columns where its coarse reading has a gap: the
-    coarse mask loses faint stretches that the fine one sees (a fold's shade on a photo)."""
-    gaps = np.zeros(shape[:2], bool)
-    rows = [row for row in rows if row.coverage > 0]
+def _unbacked(row: RowTrace, fine_near: np.ndarray) -> np.ndarray:
+    """The columns of a row whose coarse reading the fine mask does not back: no value, or
+    no fine ink near it (`fine_near`: the fine mask widened by `REFINE_MM`)."""
+    read = np.flatnonzero(np.isfinite(row.y_px))
+    lost = np.ones(len(row.y_px), bool)
+    lost[read] = ~fine_near[np.round(row.y_px[read]).astype(int), read + row.x_start]
+    return lost
+
+
+def _bands_over(rows: list[RowTrace], columns: list[np.ndarray], shape: tuple[int, ...], px_per_mm: float
+                ) -> np.ndarray:
+    """Each row's band (see `_band`) over its chosen `columns` (a bool per column of the row)."""
+    out = np.zeros(shape[:2], bool)
     levels = [float(np.nanmedian(row.y_px)) for row in rows]
-    for i, row in enumerate(rows):
+    for i, (row, chosen) in enumerate(zip(rows, columns, strict=True)):
         top, bottom = _band(levels, i, shape[0], px_per_mm)
-        inked = np.flatnonzero(np.isfinite(row.y_px))
-        for k in np.flatnonzero(np.diff(inked) > 1):
-            gaps[top:bottom, row.x_start + inked[k] : row.x_start + inked[k + 1] + 1] = True
-    return gaps
+        out[top:bottom, row.x_start + np.flatnonzero(chosen)] = True
+    return out
 
 
 def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> tuple[int, int, int, int]:

@@ -56,6 +56,22 @@ def test_a_stretch_the_coarse_mask_lost_is_read_from_the_fine_mask() -> None:
     assert abs(float(gap.min()) - (150 - 60)) <= 2
 
 
+def test_where_the_coarse_reading_strayed_onto_ink_the_fine_mask_lacks_the_fine_trace_is_read() -> None:
+    """Where the coarse mask lost the trace, its reading follows what is left in the row's band
+    (here a grid line it took for ink); the fine mask, which has the trace and not the line, corrects it."""
+    coarse = _row_mask(peak_px=48, thickness=5)
+    coarse[:, 240:262] = False
+    coarse[188:192, 200:360] = True  # 5 mm below the trace
+    fine = _row_mask(peak_px=60, thickness=2)
+    rows = read_rows(coarse, PX_PER_MM)
+    assert len(rows) == 1
+    x_start = rows[0].x_start
+    assert (rows[0].y_px[245 - x_start : 260 - x_start] > 185).all()
+
+    refined = refine_rows(rows, coarse, fine, PX_PER_MM)[0].y_px
+    np.testing.assert_allclose(refined[200 - x_start : 290 - x_start], 150, atol=1)
+
+
 def test_reading_part_of_a_page_matches_reading_the_whole_page_there() -> None:
     """A box is read with its page coordinates, so the network sees it as it would on the whole page."""
     net = TraceNet()
