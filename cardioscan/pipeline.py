@@ -310,8 +310,7 @@ class Digitizer:
             seconds["trace fine"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        # The signal spans the ink less a line's width: half of it before the first sample, half after the last.
-        longest = max((len(r.y_px) - 2 * r.start_offset_px for r in rows), default=0)
+        longest = max((r.signal_px for r in rows), default=0)
         grid_found = px_per_mm is not None
         if px_per_mm is None:
             flags.append("grid not found: scale taken from the trace length, assuming 10 s at 25 mm/s")

@@ -36,6 +36,12 @@ class RowTrace:
     pulse_height_px: float | None  # the 1 mV calibration pulse, when found at the row start
     start_offset_px: float = 0.0  # the signal's first sample lies this far right of y_px[0]
     pulse_width_px: float | None = None  # its width (0.2 s on the machines we know)
+    line_px: float = 0.0  # the ink's line width: the last sample lies half of it left of the ink's end
+
+    @property
+    def signal_px(self) -> float:
+        """The signal's span in columns, from its first sample to its last."""
+        return len(self.y_px) - self.start_offset_px - 0.5 * self.line_px
 
     @property
     def coverage(self) -> float:
@@ -231,6 +237,7 @@ class Pulse:
     width_px: float
     zero_px: float  # the row's 0 mV level: the pulse stands on it
     resume: int  # index into the row where the trace starts
+    from_edge: bool  # the trace goes straight on from the pulse's falling edge, with no gap
 
 
 def _baseline_after_pulse(ys: np.ndarray, px_per_mm: float) -> float:
@@ -269,7 +276,7 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     after = np.isfinite(ys[end : end + int(8 * px_per_mm)])
     gap = np.flatnonzero(~after)
     resume = end + int(gap[0] + np.argmax(after[gap[0] :])) if len(gap) and after[gap[0] :].any() else end
-    return Pulse(zero - top, float(idx[-1] - idx[0] + 1), zero, resume)
+    return Pulse(zero - top, float(idx[-1] - idx[0] + 1), zero, resume, bool(after.all()))
 
 
 def _bridge_pulse_top(ys: np.ndarray, y_min: np.ndarray, y_max: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -465,10 +472,12 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
                 ys = np.concatenate([head[pulse.resume : max(pulse.resume, x0 - retry_x0)],
                                      ys[max(0, resume_at - x0):]])
                 x0, resume = resume_at, 0
-        # Ink starts half a line width before the signal's first sample.
-        half_line = 0.5 * float(np.nanmedian(y_max - y_min))
+        # Ink starts half a line width before the signal's first sample; a trace drawn on from the
+        # pulse's falling edge starts at the edge's centre, half a line width before the first column read.
+        line = float(np.nanmedian(y_max - y_min))
+        offset = -0.5 * line if pulse is not None and pulse.from_edge else 0.5 * line
         rows.append(RowTrace(ys[resume:], x0 + resume, pulse.zero_px if pulse else None,
-                             pulse.height_px if pulse else None, half_line, pulse.width_px if pulse else None))
+                             pulse.height_px if pulse else None, offset, pulse.width_px if pulse else None, line))
     return _common_start(rows)
 
 
@@ -541,16 +550,19 @@ def _common_start(rows: list[RowTrace]) -> list[RowTrace]:
     """Every row of a page starts at the same time and column. Where the calibration pulses
     place that column, a row whose own start is off (its first stretch lost under text, flat ink
     taken for the pulse's foot, or a pulse's edge read a few pixels early) is re-cut there.
-    Without two pulses, three rows or more place it by their median start."""
-    starts = [row.x_start for row in rows if row.pulse_height_px is not None]
-    if len(starts) < 2 and len(rows) >= 3:
-        starts = [row.x_start for row in rows]
-    if len(starts) < 2:
+    Without two pulses, three rows or more place it by their median start. Every row then takes
+    the same signal start too (`start_offset_px`), so the leads of different rows stay in step."""
+    anchors = [row for row in rows if row.pulse_height_px is not None]
+    if len(anchors) < 2 and len(rows) >= 3:
+        anchors = rows
+    if len(anchors) < 2:
         return rows
-    common = int(np.median(starts))
+    common = int(np.median([row.x_start for row in anchors]))
+    offset = float(np.median([row.start_offset_px for row in anchors]))
     for row in rows:
         shift = common - row.x_start
         if shift:
             row.y_px = row.y_px[shift:] if shift > 0 else np.concatenate([np.full(-shift, np.nan), row.y_px])
             row.x_start = common
+        row.start_offset_px = offset
     return rows

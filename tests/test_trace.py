@@ -105,9 +105,10 @@ def test_reading_in_bfloat16_matches_reading_in_float32() -> None:
     assert fp32.sum() > 1000 and (fp32 & bf16).sum() / (fp32 | bf16).sum() > 0.97
 
 
-def _rows_with_pulses(pulse_mm: float, spacing_mm: float, pulse_top: bool = True, lead_in_mm: float = 2.0) -> np.ndarray:
+def _rows_with_pulses(pulse_mm: float, spacing_mm: float, pulse_top: bool = True, lead_in_mm: float = 2.0,
+                      gap_mm: float = 1.5) -> np.ndarray:
     """Three rows `spacing_mm` apart, each starting with `lead_in_mm` of flat ink, then a 1 mV
-    pulse `pulse_mm` tall and 5 mm wide (25 mm/s), then after a 1.5 mm gap the beats; the
+    pulse `pulse_mm` tall and 5 mm wide (25 mm/s), then after a `gap_mm` gap the beats; the
     pulse's top line left out when `pulse_top` is False (as the network drops a thin one, val96 #80)."""
     mm = PX_PER_MM
     shift = lead_in_mm - 2.0
@@ -122,7 +123,7 @@ def _rows_with_pulses(pulse_mm: float, spacing_mm: float, pulse_top: bool = True
         cv2.line(mask, (x1, top), (x1, base), 1, 2)
         if pulse_top:
             cv2.line(mask, (x0, top), (x1, top), 1, 2)
-        points = [(int((16.5 + shift) * mm), base), (int((18 + shift) * mm), base)]
+        points = [(int((15 + gap_mm + shift) * mm), base), (int((18 + shift) * mm), base)]
         for beat in np.arange(25, 115, 20) + shift:  # a QRS of 1.2 mV and a flat baseline between beats
             points += [(int(beat * mm), base), (int((beat + 1) * mm), base - int(1.2 * pulse_mm * mm)),
                        (int((beat + 2) * mm), base)]
@@ -157,6 +158,18 @@ def test_a_pulse_after_a_long_lead_in_is_read_whole_and_the_row_starts_after_it(
         assert row.x_start / PX_PER_MM == pytest.approx(16.5 + 10, abs=1.0)  # where the beats' line begins
 
 
+@pytest.mark.parametrize("gap_mm", [0.0, 1.5])
+def test_the_signal_starts_where_the_trace_leaves_the_pulse(gap_mm: float) -> None:
+    """After a gap, the trace's ink begins half a line before its first sample. A trace drawn
+    straight on from the pulse's falling edge (as ecg-image-kit prints, the real photos) begins
+    at the edge's centre, half a line before the first column read after it: taken for the
+    first case, the real photos were read a line's width (20-30 ms) early."""
+    rows = read_rows(_rows_with_pulses(pulse_mm=10, spacing_mm=30, gap_mm=gap_mm), PX_PER_MM)
+    assert len(rows) == 3
+    for row in rows:
+        assert row.x_start + row.start_offset_px == pytest.approx((15 + gap_mm) * PX_PER_MM, abs=0.6)
+
+
 def test_a_row_whose_start_was_read_half_a_millimetre_early_is_recut_at_the_common_start() -> None:
     """All rows of a page start at the same column; a row read 4 px (0.5 mm, 20 ms) early kept
     its own time axis, and broke III = II - I where it met the others (val96 #2: 10.8 -> 13.5 dB)."""
@@ -166,6 +179,15 @@ def test_a_row_whose_start_was_read_half_a_millimetre_early_is_recut_at_the_comm
     early = _common_start(rows)[2]
     assert early.x_start == 100
     assert early.y_px[0] == 4.0  # the same column of the page as before, now at the row's start
+
+
+def test_every_row_takes_the_signal_start_of_the_rows_that_placed_the_common_start() -> None:
+    """A row without its pulse, its start re-cut to the pulses' column, reads on from there as they
+    do (real photo 02780: two rows read their own way fell out of step with the other two by a line's width)."""
+    ramp = np.arange(200, dtype=float)
+    rows = [RowTrace(ramp.copy(), 100, 50.0, 80.0, -3.0), RowTrace(ramp.copy(), 100, 150.0, 80.0, -3.0),
+            RowTrace(ramp.copy(), 108, None, None, 3.0)]
+    assert [row.start_offset_px for row in _common_start(rows)] == [-3.0] * 3
 
 
 def test_rows_without_pulses_are_recut_at_their_median_start() -> None:
