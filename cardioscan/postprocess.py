@@ -15,7 +15,7 @@ from scipy.signal import savgol_filter
 
 from cardioscan.record import LEAD_INDEX, LEAD_NAMES, EcgRecord, limb_leads_from_i_ii
 from cardioscan.timing import PrintedSegment
-from cardioscan.trace import RowTrace
+from cardioscan.trace import RowTrace, nearest_standard
 
 GAINS_MM_PER_MV = (5.0, 10.0, 20.0)
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4_r1", 6: "6x2", 12: "12x1"}
@@ -75,16 +75,10 @@ SNAP_S = 0.15  # a row's measured length may miss a printed whole half second by
 SMOOTH_MM = 0.75  # the smoothing window on paper: 30 ms at 25 mm/s (`_smooth`)
 
 
-def _nearest_standard(value: float, standards: tuple[float, ...]) -> float | None:
-    """The standard size `value` reads as, when within 30 % of one."""
-    best = min(standards, key=lambda s: abs(np.log(s / value)))
-    return best if abs(np.log(best / value)) < np.log(1.3) else None
-
-
 def _standard_pulses(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
     """Rows whose pulse stands within 30 % of a standard 1 mV height: a speck or a wave read as a
     pulse rarely does (a speck 1.9 mm tall; a real photo's wave 11.5 mm wide and 3.75 mm tall)."""
-    return [r for r in rows if r.pulse_height_px and _nearest_standard(r.pulse_height_px / px_per_mm, GAINS_MM_PER_MV)]
+    return [r for r in rows if r.pulse_height_px and nearest_standard(r.pulse_height_px / px_per_mm, GAINS_MM_PER_MV)]
 
 
 def gain_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
@@ -92,7 +86,7 @@ def gain_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
     heights = [r.pulse_height_px for r in _standard_pulses(rows, px_per_mm)]
     if not heights:
         return None
-    return _nearest_standard(float(np.median(heights)) / px_per_mm, GAINS_MM_PER_MV)
+    return nearest_standard(float(np.median(heights)) / px_per_mm, GAINS_MM_PER_MV)
 
 
 def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
@@ -100,7 +94,7 @@ def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
     widths = [r.pulse_width_px for r in _standard_pulses(rows, px_per_mm) if r.pulse_width_px]
     if not widths:
         return None
-    return _nearest_standard(float(np.median(widths)) / px_per_mm / 0.2, SPEEDS_MM_PER_S)
+    return nearest_standard(float(np.median(widths)) / px_per_mm / 0.2, SPEEDS_MM_PER_S)
 
 
 def _smooth(values: np.ndarray, fs: float, mm_per_s: float) -> np.ndarray:

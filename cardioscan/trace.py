@@ -226,6 +226,7 @@ def _evenly_spaced(clear: np.ndarray, faint: np.ndarray) -> np.ndarray:
 
 PULSE_ZONE_MM = 16  # a row's calibration pulse lies within its first 16 mm (10 mm wide at 50 mm/s)
 PULSE_WIDTH_MM = 11  # the widest pulse: 0.2 s at 50 mm/s, and its line
+PULSE_WIDTHS_MM = (5.0, 10.0)  # 0.2 s at 25 and 50 mm/s
 START_MM = 40  # the pulse zone and the stretch after it that gives the row's level there
 LONE_ROW_MM = 30  # the room taken above the top row and below the bottom one, which have no neighbour there
 REFINE_MM = 2.0  # how far a finer reading may move a column's value (a QRS peak read 8 % low at 2 mV)
@@ -478,7 +479,7 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
         offset = -0.5 * line if pulse is not None and pulse.from_edge else 0.5 * line
         rows.append(RowTrace(ys[resume:], x0 + resume, pulse.zero_px if pulse else None,
                              pulse.height_px if pulse else None, offset, pulse.width_px if pulse else None, line))
-    return _common_start(rows)
+    return _common_start(rows, px_per_mm)
 
 
 def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_per_mm: float) -> list[RowTrace]:
@@ -546,16 +547,26 @@ def rows_box(rows: list[RowTrace], shape: tuple[int, ...], px_per_mm: float) -> 
     return max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
 
 
-def _common_start(rows: list[RowTrace]) -> list[RowTrace]:
+def nearest_standard(value: float, standards: tuple[float, ...]) -> float | None:
+    """The standard size `value` reads as, when within 30 % of one."""
+    best = min(standards, key=lambda s: abs(np.log(s / value)))
+    return best if abs(np.log(best / value)) < np.log(1.3) else None
+
+
+def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
     """Every row of a page starts at the same time and column. Where the calibration pulses
     place that column, a row whose own start is off (its first stretch lost under text, flat ink
-    taken for the pulse's foot, or a pulse's edge read a few pixels early) is re-cut there.
-    Without two pulses, three rows or more place it by their median start. Every row then takes
-    the same signal start too (`start_offset_px`), so the leads of different rows stay in step."""
-    anchors = [row for row in rows if row.pulse_height_px is not None]
-    if len(anchors) < 2 and len(rows) >= 3:
+    taken for the pulse's foot, or a pulse's edge read a few pixels early) is re-cut there. One
+    pulse suffices (the rows whose pulse went unseen start at its rising edge or before) when it
+    is of a standard width (0.2 s at 25 or 50 mm/s): alone, a misread one would place every row.
+    Without pulses, three rows or more place it by their median start. Every row then takes the
+    same signal start too (`start_offset_px`), so the leads of different rows stay in step."""
+    anchors = [row for row in rows if row.pulse_width_px is not None]
+    if len(anchors) == 1 and not nearest_standard(anchors[0].pulse_width_px / px_per_mm, PULSE_WIDTHS_MM):
+        anchors = []
+    if not anchors and len(rows) >= 3:
         anchors = rows
-    if len(anchors) < 2:
+    if not anchors or len(rows) < 2:
         return rows
     common = int(np.median([row.x_start for row in anchors]))
     offset = float(np.median([row.start_offset_px for row in anchors]))

@@ -174,9 +174,10 @@ def test_a_row_whose_start_was_read_half_a_millimetre_early_is_recut_at_the_comm
     """All rows of a page start at the same column; a row read 4 px (0.5 mm, 20 ms) early kept
     its own time axis, and broke III = II - I where it met the others (val96 #2: 10.8 -> 13.5 dB)."""
     ramp = np.arange(200, dtype=float)
-    rows = [RowTrace(ramp.copy(), 100, 50.0, 80.0), RowTrace(ramp.copy(), 100, 150.0, 80.0),
-            RowTrace(ramp.copy(), 96, 250.0, 80.0)]
-    early = _common_start(rows)[2]
+    pulse = 5 * PX_PER_MM  # 0.2 s at 25 mm/s
+    rows = [RowTrace(ramp.copy(), 100, 50.0, 80.0, 0.0, pulse), RowTrace(ramp.copy(), 100, 150.0, 80.0, 0.0, pulse),
+            RowTrace(ramp.copy(), 96, 250.0, 80.0, 0.0, pulse)]
+    early = _common_start(rows, PX_PER_MM)[2]
     assert early.x_start == 100
     assert early.y_px[0] == 4.0  # the same column of the page as before, now at the row's start
 
@@ -185,9 +186,19 @@ def test_every_row_takes_the_signal_start_of_the_rows_that_placed_the_common_sta
     """A row without its pulse, its start re-cut to the pulses' column, reads on from there as they
     do (real photo 02780: two rows read their own way fell out of step with the other two by a line's width)."""
     ramp = np.arange(200, dtype=float)
-    rows = [RowTrace(ramp.copy(), 100, 50.0, 80.0, -3.0), RowTrace(ramp.copy(), 100, 150.0, 80.0, -3.0),
+    pulse = 5 * PX_PER_MM
+    rows = [RowTrace(ramp.copy(), 100, 50.0, 80.0, -3.0, pulse), RowTrace(ramp.copy(), 108, None, None, 3.0),
             RowTrace(ramp.copy(), 108, None, None, 3.0)]
-    assert [row.start_offset_px for row in _common_start(rows)] == [-3.0] * 3
+    assert [(row.x_start, row.start_offset_px) for row in _common_start(rows, PX_PER_MM)] == [(100, -3.0)] * 3
+
+
+def test_a_pulse_of_no_standard_width_does_not_place_the_rows() -> None:
+    """A pulse read 6.8 mm wide (real photo 02858: its top joined to a grid line) is no 0.2 s pulse
+    at 25 or 50 mm/s, and its row's start no surer than the others': they place it by their median."""
+    ramp = np.arange(200, dtype=float)
+    rows = [RowTrace(ramp.copy(), 120, 50.0, 80.0, 0.0, 6.8 * PX_PER_MM), RowTrace(ramp.copy(), 100, None, None),
+            RowTrace(ramp.copy(), 101, None, None)]
+    assert [row.x_start for row in _common_start(rows, PX_PER_MM)] == [101] * 3
 
 
 def test_rows_without_pulses_are_recut_at_their_median_start() -> None:
@@ -196,7 +207,7 @@ def test_rows_without_pulses_are_recut_at_their_median_start() -> None:
     ramp = np.arange(200, dtype=float)
     rows = [RowTrace(ramp.copy(), 100, None, None), RowTrace(ramp.copy(), 101, None, None),
             RowTrace(ramp.copy(), 94, None, None)]
-    assert [row.x_start for row in _common_start(rows)] == [100, 100, 100]
+    assert [row.x_start for row in _common_start(rows, PX_PER_MM)] == [100, 100, 100]
 
 
 def test_a_neighbours_deep_wave_reaching_into_the_row_is_not_read_as_the_rows_own_peak() -> None:
