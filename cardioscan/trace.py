@@ -239,6 +239,7 @@ class Pulse:
     zero_px: float  # the row's 0 mV level: the pulse stands on it
     resume: int  # index into the row where the trace starts
     from_edge: bool  # the trace goes straight on from the pulse's falling edge, with no gap
+    edge: float  # index into the row of the falling edge's centre
 
 
 def _baseline_after_pulse(ys: np.ndarray, px_per_mm: float) -> float:
@@ -248,8 +249,9 @@ def _baseline_after_pulse(ys: np.ndarray, px_per_mm: float) -> float:
     return float(np.nanmedian(near)) if np.isfinite(near).sum() > 5 * px_per_mm else float(np.nanmedian(ys))
 
 
-def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
-    """A flat-topped step of 3+ mm at the row start, measured from its own foot."""
+def _pulse(ys: np.ndarray, span: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
+    """A flat-topped step of 3+ mm at the row start, measured from its own foot; `span` is
+    each column's ink height, which places the falling edge."""
     zone = int(PULSE_ZONE_MM * px_per_mm)
     # A pulse starting near the zone's end is followed to its own end, not cut by the zone's.
     window = ys[: zone + int(PULSE_WIDTH_MM * px_per_mm)]
@@ -277,7 +279,11 @@ def _pulse(ys: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
     after = np.isfinite(ys[end : end + int(8 * px_per_mm)])
     gap = np.flatnonzero(~after)
     resume = end + int(gap[0] + np.argmax(after[gap[0] :])) if len(gap) and after[gap[0] :].any() else end
-    return Pulse(zero - top, float(idx[-1] - idx[0] + 1), zero, resume, bool(after.all()))
+    # The falling edge's centre: the middle of the columns whose ink runs most of the pulse's height.
+    near = np.arange(max(0, end - int(2 * px_per_mm)), min(len(ys), end + int(px_per_mm)))
+    tall = near[np.nan_to_num(span[near]) >= 0.7 * (zero - top)]
+    edge = float(tall.mean()) if len(tall) else end - 0.5
+    return Pulse(zero - top, float(idx[-1] - idx[0] + 1), zero, resume, bool(after.all()), edge)
 
 
 def _bridge_pulse_top(ys: np.ndarray, y_min: np.ndarray, y_max: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -430,8 +436,8 @@ def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, b
         cols = np.flatnonzero(source[top:bottom].any(axis=0))
         x0 = int(cols[0])
         columns = (x0, min(int(cols[-1]) + 1, x0 + int(START_MM * px_per_mm)))
-        _, _, ys = _read_band(source, base, band, columns, limits, px_per_mm, pulse_top)
-        pulse = _pulse(ys, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
+        y_min, y_max, ys = _read_band(source, base, band, columns, limits, px_per_mm, pulse_top)
+        pulse = _pulse(ys, y_max - y_min, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         if pulse is not None:
             return x0, ys, pulse
     return None
@@ -460,7 +466,7 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
         x0 = int(cols[0])
         limits = _band(baselines, i, h, px_per_mm, share=0.9)
         y_min, y_max, ys = _read_band(mask, base, (top, bottom), (x0, int(cols[-1]) + 1), limits, px_per_mm)
-        pulse = _pulse(ys, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
+        pulse = _pulse(ys, y_max - y_min, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         resume = pulse.resume if pulse else 0
         if pulse is None:
             cut_at_top = bool((y_min[: int(PULSE_ZONE_MM * px_per_mm)] < top).any())
@@ -474,9 +480,9 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
                                      ys[max(0, resume_at - x0):]])
                 x0, resume = resume_at, 0
         # Ink starts half a line width before the signal's first sample; a trace drawn on from the
-        # pulse's falling edge starts at the edge's centre, half a line width before the first column read.
+        # pulse's falling edge starts at the edge's centre.
         line = float(np.nanmedian(y_max - y_min))
-        offset = -0.5 * line if pulse is not None and pulse.from_edge else 0.5 * line
+        offset = pulse.edge - pulse.resume if pulse is not None and pulse.from_edge else 0.5 * line
         rows.append(RowTrace(ys[resume:], x0 + resume, pulse.zero_px if pulse else None,
                              pulse.height_px if pulse else None, offset, pulse.width_px if pulse else None, line))
     return _common_start(rows, px_per_mm)
