@@ -15,7 +15,7 @@ from scipy.signal import savgol_filter
 
 from cardioscan.record import LEAD_INDEX, LEAD_NAMES, EcgRecord, limb_leads_from_i_ii
 from cardioscan.timing import PrintedSegment
-from cardioscan.trace import RowTrace, nearest_standard
+from cardioscan.trace import RowTrace, nearest_standard, pulse_speed
 
 GAINS_MM_PER_MV = (5.0, 10.0, 20.0)
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4_r1", 6: "6x2", 12: "12x1"}
@@ -70,7 +70,6 @@ def row_leads(layout: str) -> list[list[str]]:
     return _LAYOUT_LEADS[layout]
 
 
-SPEEDS_MM_PER_S = (25.0, 50.0)
 SNAP_S = 0.15  # a row's measured length may miss a printed whole half second by this much
 SMOOTH_MM = 0.75  # the smoothing window on paper: 30 ms at 25 mm/s (`_smooth`)
 
@@ -94,7 +93,7 @@ def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
     widths = [r.pulse_width_px for r in _standard_pulses(rows, px_per_mm) if r.pulse_width_px]
     if not widths:
         return None
-    return nearest_standard(float(np.median(widths)) / px_per_mm / 0.2, SPEEDS_MM_PER_S)
+    return pulse_speed(float(np.median(widths)), px_per_mm)
 
 
 def _smooth(values: np.ndarray, fs: float, mm_per_s: float) -> np.ndarray:

@@ -226,7 +226,8 @@ def _evenly_spaced(clear: np.ndarray, faint: np.ndarray) -> np.ndarray:
 
 PULSE_ZONE_MM = 16  # a row's calibration pulse lies within its first 16 mm (10 mm wide at 50 mm/s)
 PULSE_WIDTH_MM = 11  # the widest pulse: 0.2 s at 50 mm/s, and its line
-PULSE_WIDTHS_MM = (5.0, 10.0)  # 0.2 s at 25 and 50 mm/s
+PULSE_S = 0.2  # a calibration pulse's width in time
+SPEEDS_MM_PER_S = (25.0, 50.0)
 START_MM = 40  # the pulse zone and the stretch after it that gives the row's level there
 LONE_ROW_MM = 30  # the room taken above the top row and below the bottom one, which have no neighbour there
 REFINE_MM = 2.0  # how far a finer reading may move a column's value (a QRS peak read 8 % low at 2 mV)
@@ -559,6 +560,11 @@ def nearest_standard(value: float, standards: tuple[float, ...]) -> float | None
     return best if abs(np.log(best / value)) < np.log(1.3) else None
 
 
+def pulse_speed(width_px: float, px_per_mm: float) -> float | None:
+    """The paper speed a pulse `width_px` wide was printed at, when it is a standard one."""
+    return nearest_standard(width_px / px_per_mm / PULSE_S, SPEEDS_MM_PER_S)
+
+
 def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
     """Every row of a page starts at the same time and column. Where the calibration pulses
     place that column, a row whose own start is off (its first stretch lost under text, flat ink
@@ -568,11 +574,11 @@ def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
     Without pulses, three rows or more place it by their median start. Every row then takes the
     same signal start too (`start_offset_px`), so the leads of different rows stay in step."""
     anchors = [row for row in rows if row.pulse_width_px is not None]
-    if len(anchors) == 1 and not nearest_standard(anchors[0].pulse_width_px / px_per_mm, PULSE_WIDTHS_MM):
+    if len(anchors) == 1 and not pulse_speed(anchors[0].pulse_width_px, px_per_mm):
         anchors = []
     if not anchors and len(rows) >= 3:
         anchors = rows
-    if not anchors or len(rows) < 2:
+    if not anchors:
         return rows
     common = int(np.median([row.x_start for row in anchors]))
     offset = float(np.median([row.start_offset_px for row in anchors]))
