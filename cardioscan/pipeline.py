@@ -41,6 +41,7 @@ from cardioscan.postprocess import (
     infer_layout,
     speed_from_pulses,
     split_segments,
+    without_stray_outer_rows,
 )
 from cardioscan.preprocess import branches_for, load_routing, preprocess
 from cardioscan.record import LEAD_NAMES, EcgRecord
@@ -186,7 +187,7 @@ def reading_scale(rgb: np.ndarray) -> float:
 def read_rows(mask: np.ndarray, px_per_mm: float) -> list[RowTrace]:
     """Stage 2 on the trace pixels of an upright page: the rows and their traces."""
     trace, pulse_edges = trace_and_pulse_edges(mask, px_per_mm)
-    return follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm, pulse_edges)
+    return without_stray_outer_rows(follow_rows(trace, find_rows(trace, px_per_mm), px_per_mm, pulse_edges))
 
 
 class Digitizer:

@@ -42,6 +42,16 @@ def infer_layout(rows: list[RowTrace]) -> str | None:
     return layout
 
 
+def without_stray_outer_rows(rows: list[RowTrace]) -> list[RowTrace]:
+    """The rows from the first with a calibration pulse to the last, when they make a known layout
+    and all the rows do not: a row above or below every pulsed one, without a pulse, is writing
+    on the page (real photo 02579: a handwritten "Normal ECG" above the rows read as a sixth row)."""
+    pulsed = [i for i, row in enumerate(rows) if row.pulse_height_px is not None]
+    if len(rows) in ROWS_TO_LAYOUT or len(pulsed) < 2 or (pulsed[-1] - pulsed[0] + 1) not in ROWS_TO_LAYOUT:
+        return rows
+    return rows[pulsed[0] : pulsed[-1] + 1]
+
+
 def _second_column_is_augmented(rows: list[RowTrace]) -> bool:
     """Over the second quarter of the top three rows a 6x2 page shows I, II, III (so
     III = II - I) and a 3x4 page shows aVR, aVL, aVF (so they sum to zero): the smaller
@@ -111,6 +121,20 @@ def _smooth(values: np.ndarray, fs: float, mm_per_s: float) -> np.ndarray:
     return out
 
 
+def _zero_level(row: RowTrace, calibration: Calibration) -> float:
+    """The row's 0 mV: 1 mV below its calibration pulse's top when the pulse reads the page's gain
+    (within 30 %), else where the pulse stands; without a pulse, the row's median (each segment's
+    median is then taken off). The top is a long flat line, read surely; the foot is often not
+    drawn (ecg-image-kit runs the falling edge into the trace, whose first value then passes for
+    it) or lies on a grid line (real photos: feet 0.1-0.25 mV off in 03156 and 01067)."""
+    if row.zero_px is None or row.pulse_height_px is None:
+        return float(np.nanmedian(row.y_px))
+    mv_px = calibration.px_per_mm * calibration.mm_per_mv
+    if abs(np.log(row.pulse_height_px / mv_px)) < np.log(1.3):
+        return row.zero_px - row.pulse_height_px + mv_px
+    return row.zero_px
+
+
 def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, fs: float = 500.0,
                    duration_s: float = 10.0) -> list[PrintedSegment]:
     """Cut each row into its printed leads, in mV at `fs` on each segment's own time axis."""
@@ -118,8 +142,7 @@ def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, 
     px_per_s = calibration.px_per_mm * calibration.mm_per_s
     leads_per_row = row_leads(layout)
     for r, (row, leads) in enumerate(zip(rows, leads_per_row, strict=False)):
-        # Zero is where the calibration pulse stands; without one, each segment's median.
-        zero = row.zero_px if row.zero_px is not None else float(np.nanmedian(row.y_px))
+        zero = _zero_level(row, calibration)
         mv = (zero - row.y_px) / (calibration.px_per_mm * calibration.mm_per_mv)
         t_row = (np.arange(len(mv)) - row.start_offset_px) / px_per_s
         # Machines print whole seconds (10 s, 5 s): a row measured a few ink pixels long or

@@ -497,14 +497,23 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
     coarse mask rounds off and widens. Columns the fine mask misses keep the coarse value.
     Columns where the coarse reading has no value, or one with no fine ink near it, are read
     from the fine mask across the row's band: the coarse mask loses faint stretches (a fold's
-    shade on a photo), and its reading then strays onto whatever ink is left there."""
+    shade on a photo), and its reading then strays onto whatever ink is left there. So are the
+    columns up to where the longest row ends, near the coarse mask's ink: a row's coarse reading
+    stops early where the coarse mask broke its last stroke off (`_ink_run_on` keeps what follows
+    on from the row's end; a QR code's fine ink beside it is no part of it)."""
     reach = max(2, round(REFINE_MM * px_per_mm))
+    square = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     rows_read = [row for row in rows if row.coverage > 0]
-    fine_near = cv2.dilate(fine.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
-    unbacked = [_unbacked(row, fine_near) for row in rows_read]
+    ends = [row.x_start + len(row.y_px) for row in rows_read]
+    for row, row_end in zip(rows_read, ends, strict=True):
+        row.y_px = np.concatenate([row.y_px, np.full(max(ends) - row_end, np.nan)])
+    beyond = [np.arange(len(row.y_px)) >= row_end - row.x_start for row, row_end in zip(rows_read, ends, strict=True)]
+    unbacked = [_unbacked(row, cv2.dilate(fine.astype(np.uint8), square) > 0) for row in rows_read]
     coarse_trace = trace_ink(coarse, px_per_mm)
     near = cv2.dilate(coarse_trace.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
-    near |= _bands_over(rows_read, unbacked, near.shape, px_per_mm)
+    near |= _bands_over(rows_read, [lost & ~after for lost, after in zip(unbacked, beyond, strict=True)],
+                        near.shape, px_per_mm)
+    near |= _bands_over(rows_read, beyond, near.shape, px_per_mm) & (cv2.dilate(coarse.astype(np.uint8), square) > 0)
     fine_rows = [f for f in follow_rows(trace_ink(fine & near, px_per_mm), find_rows(coarse_trace, px_per_mm),
                                         px_per_mm) if f.coverage > 0]
     for row, lost in zip(rows_read, unbacked, strict=True):
@@ -519,7 +528,22 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
         with np.errstate(invalid="ignore"):
             use = (np.abs(values - row.y_px) <= reach) | (lost & np.isfinite(values))
         row.y_px[use] = values[use]
+    for row, row_end in zip(rows_read, ends, strict=True):
+        row.y_px = row.y_px[: _ink_run_on(row.y_px, row_end - row.x_start, px_per_mm)]
     return rows
+
+
+def _ink_run_on(ys: np.ndarray, end: int, px_per_mm: float) -> int:
+    """Where a row read on past its earlier `end` stops: at the first break of over 1 mm after it,
+    or its last value. What follows a break, or starts off the row's last value by more than
+    `REFINE_MM`, belongs to something else (a label, a fold's shadow)."""
+    read = np.flatnonzero(np.isfinite(ys[end:])) + end
+    before = ys[:end][np.isfinite(ys[:end])]
+    if (not len(read) or not len(before) or read[0] - end > px_per_mm
+            or abs(ys[read[0]] - before[-1]) > REFINE_MM * px_per_mm):
+        return end
+    breaks = np.flatnonzero(np.diff(read) > px_per_mm)
+    return int(read[breaks[0]] if len(breaks) else read[-1]) + 1
 
 
 def _unbacked(row: RowTrace, fine_near: np.ndarray) -> np.ndarray:

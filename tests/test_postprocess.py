@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from cardioscan.postprocess import einthoven_agreement, einthoven_projection, infer_layout, speed_from_pulses
+from cardioscan.postprocess import (
+    Calibration,
+    einthoven_agreement,
+    einthoven_projection,
+    infer_layout,
+    speed_from_pulses,
+    split_segments,
+    without_stray_outer_rows,
+)
 from cardioscan.record import limb_leads_from_i_ii
 from cardioscan.trace import RowTrace
 
@@ -68,3 +77,30 @@ def test_paper_speed_is_read_from_pulses_of_a_standard_height() -> None:
     assert speed_from_pulses([_row_with_pulse(6.5, 11.0), _row_with_pulse(11.5, 3.75)], 10.0) == 25
     assert speed_from_pulses([_row_with_pulse(10.2, 10.0), _row_with_pulse(10.3, 5.1), _row_with_pulse(5.4, 10.0)], 10.0) == 50
     assert speed_from_pulses([_row_with_pulse(11.5, 3.75)], 10.0) is None
+
+
+def test_zero_is_one_millivolt_below_the_pulse_top_where_the_foot_is_off() -> None:
+    """ecg-image-kit runs the pulse's falling edge into the trace, so the "foot" read after it is
+    the signal's first value, here 0.25 mV below zero (real photo 03156: 5 leads off by
+    0.1-0.26 mV). A pulse reading the page's gain places zero by its top; one that does not
+    (a misread) by its foot."""
+    px_per_mm, base = 10.0, 500.0
+    ys = np.full(2500, base)
+    ys[1000:1020] = base - 15 * px_per_mm  # a beat
+    row = RowTrace(ys, 0, zero_px=base + 25.0, pulse_height_px=125.0)  # top 1 mV above 0, at 10 mm/mV
+    segments = split_segments([row], "12x1", Calibration(px_per_mm, 25.0, 10.0))
+    assert abs(float(np.median(segments[0].values))) < 0.01
+    row.pulse_height_px = 160.0
+    segments = split_segments([row], "12x1", Calibration(px_per_mm, 25.0, 10.0))
+    assert float(np.median(segments[0].values)) == pytest.approx(0.25, abs=0.01)
+
+
+def test_a_row_above_the_pulsed_rows_without_a_pulse_is_dropped_as_writing() -> None:
+    """Real photo 02579: a handwritten note above a 3x4 page with a rhythm strip read as a fifth
+    row left the layout unknown and nothing written. Rows that make a layout stay as they are."""
+    note = RowTrace(np.zeros(2500), 0, None, None)
+    pulsed = [_row_with_pulse(5.0, 10.0) for _ in range(4)]
+    assert without_stray_outer_rows([note, *pulsed]) == pulsed
+    assert without_stray_outer_rows([note, *pulsed[:3]]) == [note, *pulsed[:3]]  # four rows: 3x4_r1
+    unpulsed = [RowTrace(np.zeros(2500), 0, None, None) for _ in range(5)]
+    assert without_stray_outer_rows(unpulsed) == unpulsed
