@@ -16,7 +16,8 @@ from cardioscan.synth.groundtruth import (
     row_trace_masks,
     signal_from_polylines,
 )
-from cardioscan.synth.layout import LAYOUTS
+from cardioscan.synth.layout import LAYOUTS, sample_layout
+from cardioscan.synth.paper import pulse_polyline
 from cardioscan.synth.render import RenderOptions, render_page
 
 
@@ -31,6 +32,21 @@ def _readback_snr(truth: PageTruth) -> float:
 def test_polylines_read_back_to_the_signal_on_clean_pages(layout: str) -> None:
     _, truth = render_page(11, RenderOptions(category="clean", layout=layout, dpi=150))
     assert _readback_snr(truth) >= 40.0
+
+
+def test_some_printers_run_the_pulse_into_the_trace() -> None:
+    """As ecg-image-kit prints (the real photos), the pulse's falling edge stands where the trace
+    starts, with no foot before the pulse or gap after it; the other pages keep both."""
+    rng = np.random.default_rng(0)
+    layouts = [sample_layout(rng) for _ in range(60)]
+    joined = [page for page in layouts if page.pulse_joins_trace]
+    apart = [page for page in layouts if page.calibration_pulses and not page.pulse_joins_trace]
+    assert joined and apart
+    for page in joined:
+        pulse = pulse_polyline(page, page.row_baselines_mm[0], 1.0)
+        assert len(pulse) == 4 and pulse[-1][0] == pytest.approx(min(seg.x_mm for seg in page.segments))
+    for page in apart:
+        assert min(seg.x_mm for seg in page.segments) - (page.pulse_x_mm + 0.2 * page.mm_per_s) >= 2.0
 
 
 @pytest.mark.parametrize("category", ["phone_photo", "rotated_jpeg", "colour_scan"])

@@ -68,6 +68,7 @@ class PageLayout:
     pulse_x_mm: float = 0.0
     separators: bool = True
     connect_segments: bool = False
+    pulse_joins_trace: bool = False  # the pulse's falling edge runs into the trace, no foot and no gap (ecg-image-kit)
 
     @property
     def n_rows(self) -> int:
@@ -172,6 +173,13 @@ def sample_layout(
             if rng.random() < 0.96:  # now and then one label is missing or unreadable
                 labels.append(LabelSpec(s.lead, s.x_mm + dx + size, s.baseline_mm + dy, size, font))
 
+    separators = rng.random() < 0.6
+    connect_segments = rng.random() < 0.3
+    # Some printers draw the trace on from the pulse's falling edge (ecg-image-kit, the real photos).
+    # Drawn from a child generator, which leaves `rng`'s stream and so every seed's other choices as they were.
+    pulse_joins_trace = calibration_pulses and rng.spawn(1)[0].random() < 0.35
+    if pulse_joins_trace:
+        pulse_x = trace_x0 - 0.2 * mm_per_s
     return PageLayout(
         paper=paper,
         width_mm=width_mm,
@@ -190,6 +198,7 @@ def sample_layout(
         labels=labels,
         calibration_pulses=calibration_pulses,
         pulse_x_mm=pulse_x,
-        separators=rng.random() < 0.6,
-        connect_segments=rng.random() < 0.3,
+        separators=separators,
+        connect_segments=connect_segments,
+        pulse_joins_trace=pulse_joins_trace,
     )

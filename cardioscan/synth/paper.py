@@ -141,10 +141,12 @@ def segment_polyline(
 
 
 def pulse_polyline(layout: PageLayout, baseline_mm: float, px_per_mm: float) -> np.ndarray:
-    """The 1 mV calibration pulse at a row start: 0.2 s wide, 1 mV tall."""
+    """The 1 mV calibration pulse at a row start: 0.2 s wide, 1 mV tall, on a 1.5 mm foot each
+    side, or with none where its falling edge runs into the trace (`pulse_joins_trace`)."""
     x0, w, h = layout.pulse_x_mm, 0.2 * layout.mm_per_s, layout.mm_per_mv
-    pts_mm = [(x0 - 1.5, baseline_mm), (x0, baseline_mm), (x0, baseline_mm - h), (x0 + w, baseline_mm - h),
-              (x0 + w, baseline_mm), (x0 + w + 1.5, baseline_mm)]
+    pts_mm = [(x0, baseline_mm), (x0, baseline_mm - h), (x0 + w, baseline_mm - h), (x0 + w, baseline_mm)]
+    if not layout.pulse_joins_trace:
+        pts_mm = [(x0 - 1.5, baseline_mm), *pts_mm, (x0 + w + 1.5, baseline_mm)]
     return np.asarray(pts_mm, np.float64) * px_per_mm
 
 
@@ -184,6 +186,11 @@ def draw_ink(
     if layout.calibration_pulses:
         for baseline in layout.row_baselines_mm:
             _draw_polyline(mask, pulse_polyline(layout, baseline, px_per_mm), style.trace_width_px)
+    if layout.pulse_joins_trace:  # from the pulse's foot to the row's first value
+        for k, seg in enumerate(layout.segments):
+            if seg.column == 0:
+                foot = pulse_polyline(layout, seg.baseline_mm, px_per_mm)[-1]
+                _draw_polyline(mask, np.stack([foot, polylines[f"{k}:{seg.lead}"][0]]), style.trace_width_px)
     if layout.separators:
         for seg in layout.segments:
             if seg.column > 0:
