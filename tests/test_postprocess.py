@@ -9,6 +9,7 @@ from cardioscan.postprocess import (
     Calibration,
     einthoven_agreement,
     einthoven_projection,
+    gain_from_pulses,
     infer_layout,
     speed_from_pulses,
     split_segments,
@@ -104,3 +105,11 @@ def test_a_row_above_the_pulsed_rows_without_a_pulse_is_dropped_as_writing() -> 
     assert without_stray_outer_rows([note, *pulsed[:3]]) == [note, *pulsed[:3]]  # four rows: 3x4_r1
     unpulsed = [RowTrace(np.zeros(2500), 0, None, None) for _ in range(5)]
     assert without_stray_outer_rows(unpulsed) == unpulsed
+
+
+def test_the_gain_is_read_from_the_tallest_standard_pulse() -> None:
+    """A 20 mm/mV pulse's top is often lost (val96 #80: 15.9, 11.7 and 12.5 mm read): the tallest
+    standard pulse gives the gain; a wave read as a 3.75 mm pulse gives none."""
+    assert gain_from_pulses([_row_with_pulse(5.0, h) for h in (15.9, 11.7, 12.5)], 10.0) == 20
+    assert gain_from_pulses([_row_with_pulse(5.0, h) for h in (10.1, 9.8, 10.0)], 10.0) == 10
+    assert gain_from_pulses([_row_with_pulse(11.5, 3.75)], 10.0) is None
