@@ -25,6 +25,7 @@ from cardioscan.align import (
     LeadLabel,
     PageFrame,
     PageOutline,
+    labels_read_score,
     name_by_layout,
     orientation_score,
     page_outline,
@@ -291,7 +292,12 @@ class Digitizer:
         guess = px_per_mm or rough_px_per_mm(rgb)
         masks = {half: upright(mask, 2 * half) for half in (False, True)}
         readings = {half: read_rows(masks[half], guess) for half in (False, True)}
-        frame.half_turn = max(readings, key=lambda k: orientation_score(readings[k], guess))
+        scores = {half: orientation_score(readings[half], guess) for half in (False, True)}
+        if self.label_net is not None and abs(scores[True] - scores[False]) < 1.0:
+            # The rows alone are unsure (no pulses, both ways a layout): the lead names read upright.
+            for half in scores:
+                scores[half] += labels_read_score(self.label_net.find(upright(rgb, 2 * half), guess))
+        frame.half_turn = max(scores, key=lambda k: scores[k])
         rows, coarse = readings[frame.half_turn], masks[frame.half_turn]
         seconds["grid+rows"] = time.perf_counter() - t
         if self.trace_net is not None and frame.turns != 0:
