@@ -293,10 +293,12 @@ class Digitizer:
         masks = {half: upright(mask, 2 * half) for half in (False, True)}
         readings = {half: read_rows(masks[half], guess) for half in (False, True)}
         scores = {half: orientation_score(readings[half], guess) for half in (False, True)}
+        labels_by_half: dict[bool, list[LeadLabel]] = {}
         if self.label_net is not None and abs(scores[True] - scores[False]) < 1.0:
             # The rows alone are unsure (no pulses, both ways a layout): the lead names read upright.
             for half in scores:
-                scores[half] += labels_read_score(self.label_net.find(upright(rgb, 2 * half), guess))
+                labels_by_half[half] = self.label_net.find(upright(rgb, 2 * half), guess)
+                scores[half] += labels_read_score(labels_by_half[half])
         frame.half_turn = max(scores, key=lambda k: scores[k])
         rows, coarse = readings[frame.half_turn], masks[frame.half_turn]
         seconds["grid+rows"] = time.perf_counter() - t
@@ -344,8 +346,8 @@ class Digitizer:
             speed = 25.0
         calibration = Calibration(px_per_mm, speed, gain)
         seconds["postprocess"] = time.perf_counter() - t
-        labels = []
-        if self.label_net is not None and rows:
+        labels = labels_by_half.get(frame.half_turn, []) if rows and px_per_mm == guess else []
+        if self.label_net is not None and rows and not labels:
             t = time.perf_counter()
             labels = self.label_net.find(upright(rgb, 2 * frame.half_turn), px_per_mm)
             seconds["labels"] = time.perf_counter() - t

@@ -130,9 +130,8 @@ def _zero_level(row: RowTrace, calibration: Calibration) -> float:
     it) or lies on a grid line (real photos: feet 0.1-0.25 mV off in 03156 and 01067)."""
     if row.zero_px is None or row.pulse_height_px is None:
         return float(np.nanmedian(row.y_px))
-    mv_px = calibration.px_per_mm * calibration.mm_per_mv
-    if abs(np.log(row.pulse_height_px / mv_px)) < np.log(1.3):
-        return row.zero_px - row.pulse_height_px + mv_px
+    if nearest_standard(row.pulse_height_px / calibration.px_per_mm, (calibration.mm_per_mv,)):
+        return row.zero_px - row.pulse_height_px + calibration.px_per_mm * calibration.mm_per_mv
     return row.zero_px
 
 

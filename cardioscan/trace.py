@@ -508,7 +508,8 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
     for row, row_end in zip(rows_read, ends, strict=True):
         row.y_px = np.concatenate([row.y_px, np.full(max(ends) - row_end, np.nan)])
     beyond = [np.arange(len(row.y_px)) >= row_end - row.x_start for row, row_end in zip(rows_read, ends, strict=True)]
-    unbacked = [_unbacked(row, cv2.dilate(fine.astype(np.uint8), square) > 0) for row in rows_read]
+    fine_near = cv2.dilate(fine.astype(np.uint8), square) > 0
+    unbacked = [_unbacked(row, fine_near) for row in rows_read]
     coarse_trace = trace_ink(coarse, px_per_mm)
     near = cv2.dilate(coarse_trace.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
     near |= _bands_over(rows_read, [lost & ~after for lost, after in zip(unbacked, beyond, strict=True)],
