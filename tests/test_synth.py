@@ -49,6 +49,18 @@ def test_some_printers_run_the_pulse_into_the_trace() -> None:
         assert min(seg.x_mm for seg in page.segments) - (page.pulse_x_mm + 0.2 * page.mm_per_s) >= 2.0
 
 
+def test_some_printers_mark_column_starts_with_bold_bars() -> None:
+    """About half the pages with separators draw them as the real photos' printer does: 5-9 mm tall
+    and 0.5-1 mm wide, where the others draw a thin 5 mm tick."""
+    rng = np.random.default_rng(0)
+    marked = [page for page in (sample_layout(rng) for _ in range(80)) if page.separators]
+    bold = [page for page in marked if page.separator_width_mm > 0]
+    assert 0.3 < len(bold) / len(marked) < 0.7
+    for page in bold:
+        assert 5.0 <= sum(page.separator_mm) <= 9.0 and 0.5 <= page.separator_width_mm <= 1.0
+    assert all(page.separator_mm == (2.5, 2.5) for page in marked if page not in bold)
+
+
 @pytest.mark.parametrize("category", ["phone_photo", "rotated_jpeg", "colour_scan"])
 def test_polylines_read_back_through_the_homography(category: str) -> None:
     _, truth = render_page(5, RenderOptions(category=category, dpi=120))

@@ -69,6 +69,8 @@ class PageLayout:
     separators: bool = True
     connect_segments: bool = False
     pulse_joins_trace: bool = False  # the pulse's falling edge runs into the trace, no foot and no gap (ecg-image-kit)
+    separator_mm: tuple[float, float] = (2.5, 2.5)  # a separator's reach above and below the baseline
+    separator_width_mm: float = 0.0  # a separator's stroke, at least 1.5 traces wide
 
     @property
     def n_rows(self) -> int:
@@ -180,6 +182,11 @@ def sample_layout(
     pulse_joins_trace = calibration_pulses and rng.spawn(1)[0].random() < 0.35
     if pulse_joins_trace:
         pulse_x = trace_x0 - 0.2 * mm_per_s
+    # Some printers mark a column's start with a bold bar (the real photos: 6-8 mm tall, 0.6-0.9 mm wide).
+    bars = rng.spawn(1)[0]
+    bold = bars.random() < 0.5
+    separator_mm = (float(bars.uniform(2.5, 4.5)), float(bars.uniform(2.5, 4.5))) if bold else (2.5, 2.5)
+    separator_width_mm = float(bars.uniform(0.5, 1.0)) if bold else 0.0
     return PageLayout(
         paper=paper,
         width_mm=width_mm,
@@ -201,4 +208,6 @@ def sample_layout(
         separators=separators,
         connect_segments=connect_segments,
         pulse_joins_trace=pulse_joins_trace,
+        separator_mm=separator_mm,
+        separator_width_mm=separator_width_mm,
     )

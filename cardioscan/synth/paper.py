@@ -194,10 +194,10 @@ def draw_ink(
     if layout.separators:
         for seg in layout.segments:
             if seg.column > 0:
-                x = seg.x_mm * px_per_mm
-                y = seg.baseline_mm * px_per_mm
-                half = 2.5 * px_per_mm
-                _draw_polyline(mask, np.array([[x, y - half], [x, y + half]]), style.trace_width_px * 1.5)
+                x, y = seg.x_mm * px_per_mm, seg.baseline_mm * px_per_mm
+                above, below = (reach * px_per_mm for reach in layout.separator_mm)
+                _draw_polyline(mask, np.array([[x, y - above], [x, y + below]]),
+                               max(1.5 * style.trace_width_px, layout.separator_width_mm * px_per_mm))
 
     image = Image.fromarray(mask)
     draw = ImageDraw.Draw(image)
