@@ -188,6 +188,26 @@ def printed_strip_leads(labels: list[LeadLabel], rows: list[RowTrace], segments:
     return named
 
 
+LABEL_COLUMN_GAP_MM = 25.0  # printed columns of names stand 62.5 mm apart or more; one column's names within a few mm
+NAME_READ = 0.3  # a spot read as a lead's name this surely is a printed name (val96 #57: names 0.31-0.80, stains 0.08-0.24)
+
+
+def label_columns(labels: list[LeadLabel], px_per_mm: float) -> int | None:
+    """How many columns of lead names the page prints, when where they stand says so surely: 4 (a
+    3x4 page), 2 (6x2: a second column of six names, where a 3x4 page's later columns hold three)
+    or 1 (12x1: eight names or more in one column, where a 3x4 page's first holds at most six).
+    Only spots read as names count (`NAME_READ`), and a lone name far from the others (a word of
+    the header) is not a column. None otherwise."""
+    xs = np.sort([label.x for label in labels if label.reading >= NAME_READ])
+    if not len(xs):
+        return None
+    breaks = np.flatnonzero(np.diff(xs) > LABEL_COLUMN_GAP_MM * px_per_mm) + 1
+    sizes = [len(column) for column in np.split(xs, breaks) if len(column) >= 2]
+    if len(sizes) == 4 or (len(sizes) == 2 and sizes[1] >= 4) or (len(sizes) == 1 and sizes[0] >= 8):
+        return len(sizes)
+    return None
+
+
 def heatmap_labels(heat: np.ndarray, threshold: float) -> list[LeadLabel]:
     """The labels of (LABEL_CHANNELS, h, w) heatmaps read at LABEL_PX_PER_MM, in their pixels (`label_peaks`)."""
     return [LeadLabel(LEAD_NAMES[c], x, y, v, r) for c, x, y, v, r in label_peaks(heat, threshold, round(2 * LABEL_PX_PER_MM))]

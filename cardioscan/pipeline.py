@@ -25,6 +25,7 @@ from cardioscan.align import (
     LeadLabel,
     PageFrame,
     PageOutline,
+    label_columns,
     labels_read_score,
     name_by_layout,
     orientation_score,
@@ -40,6 +41,7 @@ from cardioscan.postprocess import (
     assemble,
     gain_from_pulses,
     infer_layout,
+    layout_by_names,
     speed_from_pulses,
     split_segments,
     without_stray_outer_rows,
@@ -351,6 +353,11 @@ class Digitizer:
             t = time.perf_counter()
             labels = self.label_net.find(upright(rgb, 2 * frame.half_turn), px_per_mm)
             seconds["labels"] = time.perf_counter() - t
+        name_columns = label_columns(labels, px_per_mm)
+        if (named := layout_by_names(layout, name_columns)) is None and layout is not None:
+            flags.append(f"layout not recognised: {len(rows)} rows read ({layout}), but the lead names "
+                         f"stand in {name_columns} column{'s' * (name_columns != 1)}")
+        layout = named
         t = time.perf_counter()
         segments: list[PrintedSegment] = []
         timing: TimingDecision | None = None

@@ -42,6 +42,17 @@ def infer_layout(rows: list[RowTrace]) -> str | None:
     return layout
 
 
+def layout_by_names(layout: str | None, name_columns: int | None) -> str | None:
+    """The rows' layout checked against the columns the printed lead names stand in
+    (`label_columns`): six rows are 6x2 or 3x4 with three strips as the names say, and a layout
+    the names contradict is None (rows were lost or merged: a faint 12x1 fax read as six rows)."""
+    if layout is None or name_columns is None or len(row_leads(layout)[0]) == name_columns:
+        return layout
+    if layout in ("6x2", "3x4_r3") and name_columns in (2, 4):
+        return "6x2" if name_columns == 2 else "3x4_r3"
+    return None
+
+
 def without_stray_outer_rows(rows: list[RowTrace]) -> list[RowTrace]:
     """The rows from the first with a calibration pulse to the last, when they make a known layout
     and all the rows do not: a row above or below every pulsed one, without a pulse, is writing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ from cardioscan.align import (
     LabelNet,
     LeadLabel,
     PageFrame,
+    label_columns,
     label_peaks,
     labels_read_score,
     match_labels,
@@ -28,8 +30,9 @@ from cardioscan.align import (
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.metrics import kaggle2025_snr
 from cardioscan.pipeline import Digitizer
-from cardioscan.postprocess import Calibration
+from cardioscan.postprocess import Calibration, layout_by_names
 from cardioscan.synth.groundtruth import PageTruth
+from cardioscan.synth.render import RenderOptions, render_page
 from cardioscan.timing import PrintedSegment
 from cardioscan.trace import RowTrace
 
@@ -221,3 +224,42 @@ def test_the_lead_names_read_as_names_only_the_right_way_up() -> None:
     right_way_up = labels_read_score(net.find(page, px_per_mm))
     upside_down = labels_read_score(net.find(upright(page, 2), px_per_mm))
     assert right_way_up > 2 * upside_down  # measured: 1.14 and 0.44
+
+
+def _names_in_columns(counts: list[int], px_per_mm: float = 10.0) -> list[LeadLabel]:
+    """Labels standing in columns 62.5 mm apart, 20 mm between the names of a column."""
+    return [LeadLabel("I", (40 + 62.5 * k) * px_per_mm, (30 + 20 * i) * px_per_mm, 0.9, reading=0.6)
+            for k, count in enumerate(counts) for i in range(count)]
+
+
+@pytest.mark.parametrize(("counts", "columns"), [
+    ([12], 1), ([6, 0, 6], 2), ([4, 3, 3, 3], 4), ([6, 3, 3, 3], 4),
+    ([6], None),  # a 3x4 page with three strips whose later columns went unread
+    ([4, 0, 3], None),  # 3x4 columns 0 and 2, not a 6x2 page's second column of six
+    ([12, 0, 0, 1], 1),  # a lone word of the header is not a column
+])
+def test_the_lead_names_tell_how_many_columns_are_printed(counts: list[int], columns: int | None) -> None:
+    assert label_columns(_names_in_columns(counts), 10.0) == columns
+
+
+def test_stains_the_network_cannot_read_as_names_make_no_column() -> None:
+    """A stained 6x2 page (val96 #57): spots found as labels but read as no name surely stood in
+    two more columns, and the page was taken for 3x4 with three strips."""
+    stains = [replace(label, reading=0.15) for label in _names_in_columns([0, 2, 0, 2])]
+    assert label_columns(_names_in_columns([6, 0, 6]) + stains, 10.0) == 2
+
+
+@pytest.mark.parametrize(("layout", "columns", "expected"), [
+    ("3x4_r3", 2, "6x2"), ("6x2", 4, "3x4_r3"), ("3x4_r1", 4, "3x4_r1"), ("3x4_r1", None, "3x4_r1"),
+    ("3x4_r3", 1, None),  # a faint 12x1 fax read as six rows: every other row lost
+    ("3x4_r1", 2, None),
+])
+def test_a_layout_the_lead_names_contradict_is_not_read(layout: str, columns: int | None, expected: str | None) -> None:
+    assert layout_by_names(layout, columns) == expected
+
+
+@pytest.mark.parametrize(("layout", "columns"), [("12x1", 1), ("6x2", 2), ("3x4_r1", 4)])
+def test_the_label_network_finds_the_columns_of_a_rendered_page(layout: str, columns: int) -> None:
+    image, truth = render_page(5, RenderOptions(category="clean", layout=layout))
+    px_per_mm = truth.meta["dpi"] / 25.4
+    assert label_columns(LabelNet().find(image, px_per_mm), px_per_mm) == columns
