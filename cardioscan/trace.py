@@ -503,12 +503,14 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
     on from the row's end; a QR code's fine ink beside it is no part of it)."""
     reach = max(2, round(REFINE_MM * px_per_mm))
     square = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    fine_near = cv2.dilate(fine.astype(np.uint8), square) > 0
     rows_read = [row for row in rows if row.coverage > 0]
+    for row in rows_read:
+        row.y_px = row.y_px[: _end_before_unbacked_strokes(row.y_px, _unbacked(row, fine_near), px_per_mm)]
     ends = [row.x_start + len(row.y_px) for row in rows_read]
     for row, row_end in zip(rows_read, ends, strict=True):
         row.y_px = np.concatenate([row.y_px, np.full(max(ends) - row_end, np.nan)])
     beyond = [np.arange(len(row.y_px)) >= row_end - row.x_start for row, row_end in zip(rows_read, ends, strict=True)]
-    fine_near = cv2.dilate(fine.astype(np.uint8), square) > 0
     unbacked = [_unbacked(row, fine_near) for row in rows_read]
     coarse_trace = trace_ink(coarse, px_per_mm)
     near = cv2.dilate(coarse_trace.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
@@ -532,6 +534,24 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
     for row, row_end in zip(rows_read, ends, strict=True):
         row.y_px = row.y_px[: _ink_run_on(row.y_px, row_end - row.x_start, px_per_mm)]
     return rows
+
+
+UNBACKED_STROKE = 0.9  # a row's last stroke is dropped when the fine mask backs less than a tenth of it
+
+
+def _end_before_unbacked_strokes(ys: np.ndarray, lost: np.ndarray, px_per_mm: float) -> int:
+    """Where a row ends once the strokes after its last breaks of over 1 mm that fine ink hardly
+    backs (`lost`) are dropped: the coarse mask takes the sheet's edge, or its shadow, for a stroke,
+    and the row's reading jumps to it (real photo 02374: two rows read 12 mm on, down the edge)."""
+    read = np.flatnonzero(np.isfinite(ys))
+    breaks = np.flatnonzero(np.diff(read) > px_per_mm)
+    end = len(ys)
+    for last in breaks[::-1]:
+        stroke = read[(read > read[last]) & (read < end)]
+        if np.mean(lost[stroke]) < UNBACKED_STROKE:
+            break
+        end = int(read[last]) + 1
+    return end
 
 
 def _ink_run_on(ys: np.ndarray, end: int, px_per_mm: float) -> int:

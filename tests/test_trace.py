@@ -87,6 +87,20 @@ def test_a_row_end_the_coarse_mask_broke_off_is_read_from_the_fine_mask() -> Non
     np.testing.assert_allclose(refined[1].y_px[500 - refined[1].x_start :], 450, atol=1)
 
 
+def test_a_stroke_past_a_row_end_that_the_fine_mask_does_not_show_is_dropped() -> None:
+    """The coarse mask took the sheet's edge for ink 8 mm past the rows' end, and both rows were
+    read on down it (real photo 02374); the fine mask shows no ink there, so the rows end where
+    their trace does."""
+    shape = (300, 720)
+    coarse = np.concatenate([_row_mask(peak_px=48, thickness=5, shape=shape)] * 2).astype(np.uint8)
+    cv2.line(coarse, (640, 130), (700, 300), 1, 4)
+    fine = np.concatenate([_row_mask(peak_px=60, thickness=2, shape=shape)] * 2)
+    rows = read_rows(coarse > 0, PX_PER_MM)
+    assert min(r.x_start + len(r.y_px) for r in rows) > 690
+    refined = refine_rows(rows, coarse > 0, fine, PX_PER_MM)
+    assert [r.x_start + len(r.y_px) for r in refined] == [584, 584]
+
+
 def test_reading_part_of_a_page_matches_reading_the_whole_page_there() -> None:
     """A box is read with its page coordinates, so the network sees it as it would on the whole page."""
     net = TraceNet()
