@@ -8,6 +8,7 @@ made Einthoven-consistent.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,11 +112,15 @@ def gain_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
 
 
 def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
-    """Paper speed from the standard calibration pulses' width, 0.2 s: 5 mm at 25 mm/s, 10 mm at 50 mm/s."""
-    widths = [r.pulse_width_px for r in _standard_pulses(rows, px_per_mm) if r.pulse_width_px]
-    if not widths:
+    """Paper speed from the standard calibration pulses' width, 0.2 s: 5 mm at 25 mm/s, 10 mm at 50 mm/s.
+    Each pulse votes for the speed its width reads; a tie says nothing (a pulse widened by a grid
+    line at its top beside one read right: their median said 50 mm/s)."""
+    votes = Counter(pulse_speed(r.pulse_width_px, px_per_mm) for r in _standard_pulses(rows, px_per_mm) if r.pulse_width_px)
+    votes.pop(None, None)
+    ranked = votes.most_common(2)
+    if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
         return None
-    return pulse_speed(float(np.median(widths)), px_per_mm)
+    return ranked[0][0]
 
 
 def _smooth(values: np.ndarray, fs: float, mm_per_s: float) -> np.ndarray:

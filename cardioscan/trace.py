@@ -250,9 +250,10 @@ def _baseline_after_pulse(ys: np.ndarray, px_per_mm: float) -> float:
     return float(np.nanmedian(near)) if np.isfinite(near).sum() > 5 * px_per_mm else float(np.nanmedian(ys))
 
 
-def _pulse(ys: np.ndarray, span: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
-    """A flat-topped step of 3+ mm at the row start, measured from its own foot; `span` is
-    each column's ink height, which places the falling edge."""
+def _pulse(ys: np.ndarray, y_min: np.ndarray, y_max: np.ndarray, baseline: float, px_per_mm: float) -> Pulse | None:
+    """A flat-topped step of 3+ mm at the row start, measured from its own foot; each column's
+    ink (`y_min` to `y_max`) places the rising and the falling edge."""
+    span = y_max - y_min
     zone = int(PULSE_ZONE_MM * px_per_mm)
     # A pulse starting near the zone's end is followed to its own end, not cut by the zone's.
     window = ys[: zone + int(PULSE_WIDTH_MM * px_per_mm)]
@@ -269,6 +270,12 @@ def _pulse(ys: np.ndarray, span: np.ndarray, baseline: float, px_per_mm: float) 
     top = float(np.median(window[idx]))
     if np.mean(np.abs(window[idx] - top) < 0.1 * (baseline - top)) < 0.7:  # not flat-topped: a wave
         return None
+    # The rising edge: ink running most of the pulse's height, and no higher than its top. A grid
+    # line taken for ink at the top's level (real photos: the top lies on a major line) draws the
+    # run out to the left, to a vertical line that runs on above the top.
+    rising = idx[(np.nan_to_num(span[idx]) >= 0.7 * (baseline - top)) & (y_min[idx] >= top - px_per_mm)]
+    if len(rising) and idx[-1] - rising[0] >= 3 * px_per_mm:
+        idx = idx[idx >= rising[0]]
     end = int(idx[-1]) + 1
     reach = int(3 * px_per_mm)
     feet = np.concatenate([ys[max(0, int(idx[0]) - reach) : max(0, int(idx[0]) - 1)], ys[end + 1 : end + reach]])
@@ -438,7 +445,7 @@ def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, b
         x0 = int(cols[0])
         columns = (x0, min(int(cols[-1]) + 1, x0 + int(START_MM * px_per_mm)))
         y_min, y_max, ys = _read_band(source, base, band, columns, limits, px_per_mm, pulse_top)
-        pulse = _pulse(ys, y_max - y_min, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
+        pulse = _pulse(ys, y_min, y_max, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         if pulse is not None:
             return x0, ys, pulse
     return None
@@ -467,7 +474,7 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
         x0 = int(cols[0])
         limits = _band(baselines, i, h, px_per_mm, share=0.9)
         y_min, y_max, ys = _read_band(mask, base, (top, bottom), (x0, int(cols[-1]) + 1), limits, px_per_mm)
-        pulse = _pulse(ys, y_max - y_min, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
+        pulse = _pulse(ys, y_min, y_max, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         resume = pulse.resume if pulse else 0
         if pulse is None:
             cut_at_top = bool((y_min[: int(PULSE_ZONE_MM * px_per_mm)] < top).any())

@@ -113,3 +113,9 @@ def test_the_gain_is_read_from_the_tallest_standard_pulse() -> None:
     assert gain_from_pulses([_row_with_pulse(5.0, h) for h in (15.9, 11.7, 12.5)], 10.0) == 20
     assert gain_from_pulses([_row_with_pulse(5.0, h) for h in (10.1, 9.8, 10.0)], 10.0) == 10
     assert gain_from_pulses([_row_with_pulse(11.5, 3.75)], 10.0) is None
+
+
+def test_pulses_whose_widths_disagree_give_no_paper_speed() -> None:
+    """One pulse read 6.2 mm wide (25 mm/s), one 9.6 (50): their median had said 50 mm/s."""
+    assert speed_from_pulses([_row_with_pulse(6.2, 10.0), _row_with_pulse(9.6, 10.0)], 10.0) is None
+    assert speed_from_pulses([_row_with_pulse(6.2, 10.0), _row_with_pulse(9.6, 10.0), _row_with_pulse(5.2, 10.0)], 10.0) == 25

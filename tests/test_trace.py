@@ -277,3 +277,22 @@ def test_no_row_is_added_where_the_spacing_implies_none_or_nothing_was_read() ->
         trace[y : y + 3, 100:1900] = True
     trace[510:520, 150:160] = True  # a stray mark off the even spacing
     assert len(find_rows(trace, PX_PER_MM)) == 4
+
+
+def test_a_grid_line_at_the_pulse_top_does_not_widen_the_pulse() -> None:
+    """The pulse's top lay on a major grid line, which the network took for ink over 4 mm before
+    the pulse, up to a vertical line running on above the top: the pulses read 9.3 mm wide, 50 mm/s
+    (real photo 03089). The rising edge is ink that runs the pulse's height and no higher."""
+    mask = _rows_with_pulses(pulse_mm=10, spacing_mm=30, lead_in_mm=6).astype(np.uint8)
+    mm = PX_PER_MM
+    for row in range(3):
+        base = int((30 * (row + 0.5) + 10) * mm)
+        top, x0 = base - int(10 * mm), int(14 * mm)
+        cv2.line(mask, (x0 - int(6 * mm), base), (x0 - 2, base), 0, 2)  # no foot before the pulse
+        cv2.line(mask, (x0 - int(4.5 * mm), top), (x0, top), 1, 2)
+        cv2.line(mask, (x0 - int(4.5 * mm), top - int(8 * mm)), (x0 - int(4.5 * mm), base - int(mm)), 1, 2)
+    rows = read_rows(mask > 0, PX_PER_MM)
+    assert len(rows) == 3
+    for row in rows:
+        assert row.pulse_width_px / PX_PER_MM == pytest.approx(5.0, abs=0.5)
+    assert speed_from_pulses(rows, PX_PER_MM) == 25
