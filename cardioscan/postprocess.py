@@ -115,9 +115,8 @@ def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
     """Paper speed from the standard calibration pulses' width, 0.2 s: 5 mm at 25 mm/s, 10 mm at 50 mm/s.
     Each pulse votes for the speed its width reads; a tie says nothing (a pulse widened by a grid
     line at its top beside one read right: their median said 50 mm/s)."""
-    votes = Counter(pulse_speed(r.pulse_width_px, px_per_mm) for r in _standard_pulses(rows, px_per_mm) if r.pulse_width_px)
-    votes.pop(None, None)
-    ranked = votes.most_common(2)
+    speeds = [pulse_speed(r.pulse_width_px, px_per_mm) for r in _standard_pulses(rows, px_per_mm) if r.pulse_width_px]
+    ranked = Counter(speed for speed in speeds if speed is not None).most_common(2)
     if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
         return None
     return ranked[0][0]

@@ -512,13 +512,16 @@ def refine_rows(rows: list[RowTrace], coarse: np.ndarray, fine: np.ndarray, px_p
     square = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     fine_near = cv2.dilate(fine.astype(np.uint8), square) > 0
     rows_read = [row for row in rows if row.coverage > 0]
-    for row in rows_read:
-        row.y_px = row.y_px[: _end_before_unbacked_strokes(row.y_px, _unbacked(row, fine_near), px_per_mm)]
-    ends = [row.x_start + len(row.y_px) for row in rows_read]
-    for row, row_end in zip(rows_read, ends, strict=True):
-        row.y_px = np.concatenate([row.y_px, np.full(max(ends) - row_end, np.nan)])
-    beyond = [np.arange(len(row.y_px)) >= row_end - row.x_start for row, row_end in zip(rows_read, ends, strict=True)]
     unbacked = [_unbacked(row, fine_near) for row in rows_read]
+    for i, row in enumerate(rows_read):
+        end = _end_before_unbacked_strokes(row.y_px, unbacked[i], px_per_mm)
+        row.y_px, unbacked[i] = row.y_px[:end], unbacked[i][:end]
+    ends = [row.x_start + len(row.y_px) for row in rows_read]
+    for i, (row, row_end) in enumerate(zip(rows_read, ends, strict=True)):
+        pad = max(ends) - row_end  # no value there: unbacked
+        row.y_px = np.concatenate([row.y_px, np.full(pad, np.nan)])
+        unbacked[i] = np.concatenate([unbacked[i], np.ones(pad, bool)])
+    beyond = [np.arange(len(row.y_px)) >= row_end - row.x_start for row, row_end in zip(rows_read, ends, strict=True)]
     coarse_trace = trace_ink(coarse, px_per_mm)
     near = cv2.dilate(coarse_trace.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
     near |= _bands_over(rows_read, [lost & ~after for lost, after in zip(unbacked, beyond, strict=True)],
