@@ -31,6 +31,7 @@ MIN_PX_PER_MM, MAX_PX_PER_MM = 2.5, 16.0
 CLIP_PERCENTILE = 97.0  # grid signal detail is clipped at this percentile of its size
 VOTE = 0.1  # autocorrelation prominence for a tile to vote on the period
 PERIOD_TILE = 192  # tile side (px, on the page shrunk to 1600 px) of the period scan and vote
+OTHER_SIGNAL_TILES = 4  # the unguessed grid signal is read when it shows the lattice on this many times the tiles
 LAG_MARGIN = 8  # tile autocorrelations reach this far beyond half the tile (peak refinement's room)
 MIN_WARP_MM = 0.25  # a non-linear warp is applied only when it moves the lines this far (RMS)...
 MAX_MISFIT_RATIO = 0.85  # ...and leaves them at most this fraction of the plane's misfit
@@ -49,13 +50,19 @@ class GridMeasurement:
 def grid_signal(rgb: np.ndarray, kind: str | None = None) -> np.ndarray:
     """Where grid ink is, as a float image: coloured grids by their saturation, grey ones by
     darkness; `kind` ("saturation" or "darkness") forces one, None guesses from the colours."""
-    r, g, b = cv2.split(rgb)
-    saturation = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
-    if kind is None:
-        kind = "saturation" if np.percentile(saturation[::4, ::4], 90) > 25 else "darkness"
-    if kind == "saturation":
-        return saturation.astype(np.float32)
+    if (kind or grid_kind(rgb)) == "saturation":
+        return _saturation(rgb).astype(np.float32)
     return (255 - cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).astype(np.float32)
+
+
+def grid_kind(rgb: np.ndarray) -> str:
+    """The signal `grid_signal` guesses holds the grid: "saturation" on a colourful page."""
+    return "saturation" if np.percentile(_saturation(rgb[::4, ::4]), 90) > 25 else "darkness"
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = cv2.split(rgb)
+    return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
 
 
 def _clip_strongest(detail: np.ndarray) -> np.ndarray:
@@ -458,11 +465,16 @@ def rectify_grid(rgb: np.ndarray) -> tuple[PerspectiveFit | None, GridMeasuremen
     fit = None
     if px_per_mm is not None:
         fit = fit_perspective(rgb, px_per_mm)
-        if fit is None:
-            # The picked signal can hold too little grid where shadows or stains tint the page
-            # (a shadow's grey fools the colour test): read both signals, keep the wider fit.
-            fits = [f for k in ("saturation", "darkness") if (f := fit_perspective(rgb, px_per_mm, kind=k))]
-            fit = max(fits, key=lambda f: f.tiles, default=None)
+        # The guessed signal can hold too little grid: a shadow's grey fools the colour test, and
+        # grey lines on a tinted sheet or before a coloured background fail it (a phone photo's
+        # lattice read on 13 tiles by its colour, 133 by its darkness). The other signal's fit
+        # is taken when it reads the lattice on many times more tiles (or the guess read none).
+        guessed = grid_kind(rgb)
+        kinds = [kind for kind in ("saturation", "darkness") if fit is None or kind != guessed]
+        other = max((f for kind in kinds if (f := fit_perspective(rgb, px_per_mm, kind=kind))),
+                    key=lambda f: f.tiles, default=None)
+        if other is not None and (fit is None or other.tiles >= OTHER_SIGNAL_TILES * fit.tiles):
+            fit = other
     if fit is not None:
         return fit, None
     grid = measure_grid(rgb)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
+from cardioscan import grid
 from cardioscan.grid import (
     LINE_MM,
     _fine_detail,
@@ -137,3 +139,19 @@ def test_the_warp_reads_thin_lines_and_not_a_shadows_edge() -> None:
     assert edge < 0.05 * line
     line, edge = line_and_edge(_fine_detail(signal, 20.0))
     assert edge > 0.5 * line
+
+
+def test_grey_grid_on_a_tinted_sheet_is_read_by_its_darkness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grey lines on a pink sheet, saved as a JPEG: the sheet's colour makes saturation the
+    guessed grid signal, but the JPEG's coarse chroma blurs the lines away there; the lines'
+    darkness shows the lattice on every tile, and the perspective is read from it."""
+    truth = PageTruth.load(EXAMPLE)
+    grey = cv2.cvtColor(cv2.cvtColor(load_page(EXAMPLE.with_suffix(".png")).rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    pink = np.clip(grey * np.float32([1.0, 0.85, 0.88]), 0, 255).astype(np.uint8)
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", pink[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_COLOR)
+    seen = np.ascontiguousarray(jpeg[..., ::-1])
+    assert grid.grid_kind(seen) == "saturation"
+    monkeypatch.setattr(grid, "lattice_period", lambda rgb: truth.meta["px_per_mm"])  # the period is not what is tested
+    fit, _ = rectify_grid(seen)
+    assert fit is not None and fit.tiles > 150
+    assert abs(fit.px_per_mm / truth.meta["px_per_mm"] - 1) < 0.01
