@@ -235,7 +235,9 @@ class LabelNet(LoadedUnet):
 
     def find(self, rgb: np.ndarray, px_per_mm: float) -> list[LeadLabel]:
         h, w = rgb.shape[:2]
-        scale = LABEL_PX_PER_MM / px_per_mm
+        # Enlarged at most twice: a scale guessed from a photo of something else can be a
+        # fraction of a px per mm, and enlarging to it took 24 GB (scikit-image's coffee photo).
+        scale = LABEL_PX_PER_MM / max(px_per_mm, LABEL_PX_PER_MM / 2)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         sx, sy = size[0] / w, size[1] / h

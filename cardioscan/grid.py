@@ -468,12 +468,14 @@ def rectify_grid(rgb: np.ndarray) -> tuple[PerspectiveFit | None, GridMeasuremen
         # The guessed signal can hold too little grid: a shadow's grey fools the colour test, and
         # grey lines on a tinted sheet or before a coloured background fail it (a phone photo's
         # lattice read on 13 tiles by its colour, 133 by its darkness). The other signal's fit
-        # is taken when it reads the lattice on many times more tiles (or the guess read none).
+        # is taken when it reads the lattice on many times more tiles at the same scale (or the
+        # guess read none): a fit at another scale has read something else (a photo's texture).
         guessed = grid_kind(rgb)
         kinds = [kind for kind in ("saturation", "darkness") if fit is None or kind != guessed]
         other = max((f for kind in kinds if (f := fit_perspective(rgb, px_per_mm, kind=kind))),
                     key=lambda f: f.tiles, default=None)
-        if other is not None and (fit is None or other.tiles >= OTHER_SIGNAL_TILES * fit.tiles):
+        if other is not None and (fit is None or (other.tiles >= OTHER_SIGNAL_TILES * fit.tiles
+                                                  and abs(other.px_per_mm / fit.px_per_mm - 1) < 0.1)):
             fit = other
     if fit is not None:
         return fit, None
