@@ -180,7 +180,8 @@ class PerspectiveFit:
     shape: tuple[int, int]
     px_per_mm: float
     residual: float  # RMS misfit of the local grid vectors, as a fraction of their length
-    tiles: int
+    tiles: int  # tiles that showed the lattice...
+    windows: int  # ...of the tiles looked at (either grid signal has as many)
 
 
 def _refine(ac: np.ndarray, col: int, row: int) -> tuple[float, float]:
@@ -301,6 +302,7 @@ def fit_perspective(rgb: np.ndarray, px_per_mm: float, min_strength: float = 0.0
     else:
         signal = _fine_detail(grid_signal(small, kind), 5.0 * px_per_mm / shrink)
     tiles = tile_autocorrelations(signal, 128, 64)
+    windows = ((signal.shape[0] - 128) // 64 + 1) * ((signal.shape[1] - 128) // 64 + 1)
     if len(tiles) < 8:
         return None
     centre = np.array([rgb.shape[1] / 2, rgb.shape[0] / 2])
@@ -337,7 +339,7 @@ def fit_perspective(rgb: np.ndarray, px_per_mm: float, min_strength: float = 0.0
         return None  # a horizon inside the picture: not a page seen from the front
     to_paper = np.array([[1 / scale, 0, lo[0] / scale], [0, 1 / scale, lo[1] / scale], [0, 0, 1]])
     return PerspectiveFit(homography @ to_paper, (int(np.ceil(size[1])), int(np.ceil(size[0]))), scale,
-                          residual, used)
+                          residual, used, windows)
 
 
 def _fit_map(readings: list[tuple[np.ndarray, np.ndarray, float]], centre: np.ndarray,
@@ -470,8 +472,11 @@ def rectify_grid(rgb: np.ndarray) -> tuple[PerspectiveFit | None, GridMeasuremen
         # lattice read on 13 tiles by its colour, 133 by its darkness). The other signal's fit
         # is taken when it reads the lattice on many times more tiles at the same scale (or the
         # guess read none): a fit at another scale has read something else (a photo's texture).
-        guessed = grid_kind(rgb)
-        kinds = [kind for kind in ("saturation", "darkness") if fit is None or kind != guessed]
+        # Only a guess that read the lattice on few of the tiles can be outdone so: the others
+        # are not fitted again.
+        if fit is not None and OTHER_SIGNAL_TILES * fit.tiles > fit.windows:
+            return fit, None
+        kinds = [kind for kind in ("saturation", "darkness") if fit is None or kind != grid_kind(rgb)]
         other = max((f for kind in kinds if (f := fit_perspective(rgb, px_per_mm, kind=kind))),
                     key=lambda f: f.tiles, default=None)
         if other is not None and (fit is None or (other.tiles >= OTHER_SIGNAL_TILES * fit.tiles
