@@ -221,13 +221,24 @@ def test_every_row_takes_the_signal_start_of_the_rows_that_placed_the_common_sta
     assert [(row.x_start, row.start_offset_px) for row in _common_start(rows, PX_PER_MM)] == [(100, -3.0)] * 3
 
 
+def test_without_pulses_the_rows_that_agree_place_the_common_start() -> None:
+    """Rows without pulses start where most of them agree, not at the median of all: a tall pulse
+    of the row below poking into a row's band starts that reading early (val96 #38: two rows of four
+    read from 149 and 196, two from 246 and 247; the median, 221, read every lead 90 ms late)."""
+    ramp = np.arange(400, dtype=float)
+    rows = [RowTrace(ramp.copy(), x, None, None, 4.0) for x in (149, 196, 247, 246)]
+    assert [row.x_start for row in _common_start(rows, PX_PER_MM)] == [246] * 4
+    split = [RowTrace(ramp.copy(), x, None, None, 4.0) for x in (100, 101, 150, 151)]
+    assert [row.x_start for row in _common_start(split, PX_PER_MM)] == [125] * 4  # no group larger: the median
+
+
 def test_a_pulse_of_no_standard_width_does_not_place_the_rows() -> None:
     """A pulse read 6.8 mm wide (real photo 02858: its top joined to a grid line) is no 0.2 s pulse
-    at 25 or 50 mm/s, and its row's start no surer than the others': they place it by their median."""
+    at 25 or 50 mm/s, and its row's start no surer than the others': the two that agree place it."""
     ramp = np.arange(200, dtype=float)
     rows = [RowTrace(ramp.copy(), 120, 50.0, 80.0, 0.0, 6.8 * PX_PER_MM), RowTrace(ramp.copy(), 100, None, None),
             RowTrace(ramp.copy(), 101, None, None)]
-    assert [row.x_start for row in _common_start(rows, PX_PER_MM)] == [101] * 3
+    assert [row.x_start for row in _common_start(rows, PX_PER_MM)] == [100] * 3
 
 
 def test_rows_without_pulses_are_recut_at_their_median_start() -> None:
