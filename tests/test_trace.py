@@ -266,6 +266,23 @@ def test_a_neighbours_deep_wave_reaching_into_the_row_is_not_read_as_the_rows_ow
     assert np.nanmax(upper.y_px[300 - upper.x_start - 2 : 300 - upper.x_start + 3]) <= 130
 
 
+def test_a_scribble_where_the_mask_lost_the_trace_is_left_unread_but_a_lone_qrs_top_is_kept() -> None:
+    """Where the mask loses a stretch of faint trace, a column's only ink may be a scribble below
+    it (val96 #85: V4's start past a bold bar read 12 mm low, on a red mark, for 0.35 s). Ink that
+    leaves the row's level by jumps and comes back to it is left unread (NaN, filled from either
+    side), unless it is as narrow as the top of a QRS whose thin strokes the mask lost."""
+    mask = np.zeros((200, 800), np.uint8)
+    cv2.line(mask, (10, 100), (400, 100), 1, 2)
+    cv2.line(mask, (480, 100), (790, 100), 1, 2)  # the trace lost from 400 to 480
+    cv2.line(mask, (420, 140), (470, 145), 1, 3)  # a scribble 5 mm below, 6 mm wide
+    cv2.line(mask, (600, 100), (700, 100), 0, 2)
+    cv2.line(mask, (640, 70), (650, 70), 1, 2)  # an R wave's top, 1.3 mm wide, its strokes lost
+    (row,) = follow_rows(mask > 0, [100.0], PX_PER_MM)
+    xs = np.arange(len(row.y_px)) + row.x_start
+    assert np.isnan(row.y_px[(xs >= 420) & (xs <= 470)]).all()
+    assert np.nanmin(row.y_px[(xs >= 640) & (xs <= 650)]) == pytest.approx(70, abs=1.5)
+
+
 def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
     """A 12x1 page, 15 mm between rows: rows 4, 6 and 7 kept only their QRS complexes (their
     flat stretches taken for grid lines), so their profile peaks are faint beside the others'."""
