@@ -346,9 +346,10 @@ def _column_runs(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends, starts.sum(axis=0)
 
 
-def _gap(lo: np.ndarray, hi: np.ndarray, prev_lo: np.ndarray, prev_hi: np.ndarray) -> np.ndarray:
-    """Vertical distance between each run (rows) and each previous-column run (columns); 0 where they touch."""
-    return np.maximum(0, np.maximum(lo[:, None] - prev_hi[None, :], prev_lo[None, :] - hi[:, None]))
+def _gap(lo: np.ndarray | float, hi: np.ndarray | float, other_lo: np.ndarray | float,
+         other_hi: np.ndarray | float) -> np.ndarray:
+    """Vertical distance between runs [lo, hi] and [other_lo, other_hi], broadcast; 0 where they touch."""
+    return np.maximum(0, np.maximum(np.subtract(lo, other_hi), np.subtract(other_lo, hi)))
 
 
 def _own_stroke(sub: np.ndarray, start_y: float) -> tuple[np.ndarray, np.ndarray]:
@@ -376,14 +377,14 @@ def _own_stroke(sub: np.ndarray, start_y: float) -> tuple[np.ndarray, np.ndarray
         cost, back, options = np.zeros(1), [], []
         for x in inked[i:j]:
             lo, hi = np.flatnonzero(starts[:, x]).astype(float), np.flatnonzero(ends[:, x]).astype(float)
-            total = _gap(lo, hi, *before) + cost[None, :]
+            total = _gap(lo[:, None], hi[:, None], *before) + cost[None, :]
             back.append(total.argmin(axis=1))
             cost = total.min(axis=1)
             options.append((lo, hi))
             before = (lo, hi)
         if j < len(inked):  # the next single-run column must be reached too
             x = inked[j]
-            cost = cost + _gap(np.array([y_min[x]]), np.array([y_max[x]]), *before)[0]
+            cost = cost + _gap(y_min[x], y_max[x], *before)
         k = int(cost.argmin())
         for step in range(j - i - 1, -1, -1):
             lo, hi = options[step]
@@ -464,35 +465,30 @@ DETOUR_MIN_MM = 4.0  # narrower islands are QRS tops whose thin strokes the mask
 
 
 def _detours(y_min: np.ndarray, y_max: np.ndarray, base: float, first: int, px_per_mm: float) -> np.ndarray:
-    """Columns (from `first` on) of a row's reading that leave its stroke and come back: an
-    island of touching runs at least `DETOUR_MIN_MM` wide, apart from the ink before it and after
-    it by `DETOUR_JUMP_MM`, where the ink before and after lies near the row's baseline `base` and
-    the island does not (a reading already astray must not drop the stroke it strays from; val96
-    #74: V2's deep S waves). Where the mask loses a stretch of
-    faint trace, a column's only run is whatever else lies in the band (val96 #85: V4's flat start
-    past a bold bar read as a red scribble 12 mm below for 0.35 s)."""
+    """Columns (from `first` on) of a row's reading that leave its stroke and come back: an island
+    of touching runs at least `DETOUR_MIN_MM` wide, apart by `DETOUR_JUMP_MM` from the ink before
+    it and after it, where that ink lies near the row's baseline `base` and the island does not.
+    Where the mask loses a stretch of faint trace, a column's only run is whatever else lies in the
+    band (val96 #85: V4's flat start past a bold bar read as a red scribble 12 mm below for 0.35 s);
+    a reading already astray must not drop the stroke it strays from (val96 #74: V2's deep S waves)."""
     detour = np.zeros(len(y_min), bool)
     inked = np.flatnonzero(np.isfinite(y_min))
     inked = inked[inked >= first]
-    if len(inked) < 3:
-        return detour
     a, b = inked[:-1], inked[1:]
-    touching = (b - a == 1) & (y_min[b] <= y_max[a] + 1) & (y_min[a] <= y_max[b] + 1)
-    cuts = np.flatnonzero(~touching) + 1
-    islands = np.split(inked, cuts)
+    step = _gap(y_min[b], y_max[b], y_min[a], y_max[a])
+    cuts = np.flatnonzero((b - a > 1) | (step > 1)) + 1  # where a new island begins
+    if len(cuts) < 2:
+        return detour
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(inked)]
     jump = DETOUR_JUMP_MM * px_per_mm
-
-    def apart(x: int, y: int) -> float:
-        return max(0.0, y_min[y] - y_max[x], y_min[x] - y_max[y])
-
-    def off_base(x: np.ndarray) -> float:
-        return float(np.min(np.maximum(0.0, np.maximum(y_min[x] - base, base - y_max[x]))))
-
-    for before, island, after in zip(islands, islands[1:], islands[2:], strict=False):
-        if (island[-1] - island[0] + 1 >= DETOUR_MIN_MM * px_per_mm and apart(before[-1], island[0]) > jump
-                and apart(island[-1], after[0]) > jump and off_base(before[-1:]) <= jump
-                and off_base(after[:1]) <= jump and off_base(island) > jump):
-            detour[island] = True
+    off_base = _gap(y_min[inked], y_max[inked], base, base)
+    inner = slice(1, -1)  # islands with ink on both sides
+    leaves = ((inked[ends - 1] - inked[starts] + 1)[inner] >= DETOUR_MIN_MM * px_per_mm)
+    leaves &= (step[cuts[:-1] - 1] > jump) & (step[cuts[1:] - 1] > jump)
+    leaves &= (off_base[ends[:-2] - 1] <= jump) & (off_base[starts[2:]] <= jump)
+    leaves &= np.minimum.reduceat(off_base, starts)[inner] > jump
+    island = np.cumsum(np.isin(np.arange(len(inked)), cuts))
+    detour[inked] = np.r_[False, leaves, False][island]
     return detour
 
 
@@ -676,7 +672,8 @@ def _common_start(rows: list[RowTrace], px_per_mm: float) -> list[RowTrace]:
     pulse suffices (the rows whose pulse went unseen start at its rising edge or before) when it
     is of a standard width (0.2 s at 25 or 50 mm/s): alone, a misread one would place every row.
     Without pulses, three rows or more place it by the median start of those that agree
-    (`_agreeing_starts`). Every row then takes the same signal start too (`start_offset_px`), so the leads of different rows stay in step."""
+    (`_agreeing_starts`). Every row then takes the same signal start too (`start_offset_px`), so
+    the leads of different rows stay in step."""
     anchors = [row for row in rows if row.pulse_width_px is not None]
     if len(anchors) == 1 and not pulse_speed(anchors[0].pulse_width_px, px_per_mm):
         anchors = []
