@@ -352,14 +352,24 @@ def _gap(lo: np.ndarray | float, hi: np.ndarray | float, other_lo: np.ndarray | 
     return np.maximum(0, np.maximum(np.subtract(lo, other_hi), np.subtract(other_lo, hi)))
 
 
+def _link(lo: np.ndarray | float, hi: np.ndarray | float, other_lo: np.ndarray | float,
+          other_hi: np.ndarray | float, gap_weight: float) -> np.ndarray:
+    """The cost of one run following another: their gap, weighted, less the rows they share."""
+    overlap = np.maximum(0, np.minimum(hi, other_hi) - np.maximum(lo, other_lo) + 1)
+    return gap_weight * _gap(lo, hi, other_lo, other_hi) - overlap
+
+
 def _own_stroke(sub: np.ndarray, start_y: float) -> tuple[np.ndarray, np.ndarray]:
     """Top and bottom of the ink run in each column that continues the row's own stroke.
 
     Where a column holds several runs (a neighbour row's QRS, a label or handwriting poking into
     the band), the one kept is the path whose consecutive runs touch best (Viterbi, cost =
-    vertical gap). Columns with a single run have no choice, so only the stretches of
-    several-run columns are solved, each between its single-run neighbours."""
+    vertical gap); of paths that touch equally, the one whose runs overlap most, so a QRS keeps
+    its stroke where a grid line the mask took for ink crosses it (real photo 01067: V1's S
+    waves were read along the line). Columns with a single run have no choice, so only the
+    stretches of several-run columns are solved, each between its single-run neighbours."""
     starts, ends, count = _column_runs(sub)
+    gap_weight = float(sub.size)  # above any path's total overlap: the gap decides, overlap breaks ties
     y_min = np.where(count > 0, starts.argmax(axis=0), np.nan).astype(np.float64)
     y_max = np.where(count > 0, sub.shape[0] - 1 - ends[::-1].argmax(axis=0), np.nan).astype(np.float64)
     inked = np.flatnonzero(count > 0)
@@ -377,14 +387,14 @@ def _own_stroke(sub: np.ndarray, start_y: float) -> tuple[np.ndarray, np.ndarray
         cost, back, options = np.zeros(1), [], []
         for x in inked[i:j]:
             lo, hi = np.flatnonzero(starts[:, x]).astype(float), np.flatnonzero(ends[:, x]).astype(float)
-            total = _gap(lo[:, None], hi[:, None], *before) + cost[None, :]
+            total = _link(lo[:, None], hi[:, None], *before, gap_weight) + cost[None, :]
             back.append(total.argmin(axis=1))
             cost = total.min(axis=1)
             options.append((lo, hi))
             before = (lo, hi)
         if j < len(inked):  # the next single-run column must be reached too
             x = inked[j]
-            cost = cost + _gap(y_min[x], y_max[x], *before)
+            cost = cost + _link(y_min[x], y_max[x], *before, gap_weight)
         k = int(cost.argmin())
         for step in range(j - i - 1, -1, -1):
             lo, hi = options[step]

@@ -283,6 +283,20 @@ def test_a_scribble_where_the_mask_lost_the_trace_is_left_unread_but_a_lone_qrs_
     assert np.nanmin(row.y_px[(xs >= 640) & (xs <= 650)]) == pytest.approx(70, abs=1.5)
 
 
+def test_a_deep_wave_is_read_down_its_stroke_not_along_a_grid_line_the_mask_took_for_ink() -> None:
+    """A dark grid line 1.5 mm under the baseline leaked into the mask and crosses an S wave
+    8 mm deep (real photo 01067, V1). Along the wave's columns both the line and the wave's tip
+    touch the columns on either side, so the gap alone ties; the wave's stroke overlaps its
+    neighbours far more and is the row's own (old: read along the line, the S wave lost)."""
+    mask = np.zeros((300, 600), np.uint8)
+    cv2.line(mask, (20, 150), (580, 150), 1, 3)
+    cv2.line(mask, (20, 162), (580, 162), 1, 2)  # the grid line
+    cv2.polylines(mask, [np.array([[290, 150], [300, 214], [310, 150]], np.int32).reshape(-1, 1, 2)], False, 1, 3)
+    (row,) = follow_rows(mask > 0, [150.0], PX_PER_MM)
+    at_tip = row.y_px[300 - row.x_start - 3 : 300 - row.x_start + 4]
+    assert np.nanmax(at_tip) == pytest.approx(213, abs=2)
+
+
 def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
     """A 12x1 page, 15 mm between rows: rows 4, 6 and 7 kept only their QRS complexes (their
     flat stretches taken for grid lines), so their profile peaks are faint beside the others'."""
