@@ -154,6 +154,7 @@ def _trace_strokes(stats: np.ndarray, px_per_mm: float) -> np.ndarray:
     width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     density = stats[:, cv2.CC_STAT_AREA] / np.maximum(width * height, 1)
     keep = (width >= 12 * px_per_mm) | ((width >= 4.5 * px_per_mm) & (height >= 4.5 * px_per_mm))
+    keep |= (width >= 5 * px_per_mm) & (height < 3 * px_per_mm)  # a flat stretch the mask broke off both ends
     # A trace is a thin line in its box; a QR code or a sticker is not (a flat trace on a
     # straightened page is a flat box, hence the height condition).
     keep &= (density < 0.3) | (height < 8 * px_per_mm)

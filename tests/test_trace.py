@@ -10,7 +10,7 @@ import pytest
 
 from cardioscan.pipeline import read_rows
 from cardioscan.postprocess import gain_from_pulses, speed_from_pulses
-from cardioscan.trace import RowTrace, TraceNet, _common_start, find_rows, follow_rows, refine_rows
+from cardioscan.trace import RowTrace, TraceNet, _common_start, find_rows, follow_rows, refine_rows, trace_ink
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean.png"
 
@@ -295,6 +295,17 @@ def test_a_deep_wave_is_read_down_its_stroke_not_along_a_grid_line_the_mask_took
     (row,) = follow_rows(mask > 0, [150.0], PX_PER_MM)
     at_tip = row.y_px[300 - row.x_start - 3 : 300 - row.x_start + 4]
     assert np.nanmax(at_tip) == pytest.approx(213, abs=2)
+
+
+def test_a_flat_stretch_broken_off_at_both_ends_is_trace_but_a_letter_is_not() -> None:
+    """After a lead's bold start bar a faint flat stretch 9 mm long, broken off the bar and the next
+    QRS by the mask (real photo 01067, V3), was dropped as too short for a trace; a letter is not flat."""
+    mask = np.zeros((200, 400), np.uint8)
+    cv2.line(mask, (50, 100), (50 + 9 * int(PX_PER_MM), 102), 1, 3)  # the flat stretch
+    cv2.putText(mask, "V", (250, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 1, 3)  # a lead name's letter
+    kept = trace_ink(mask > 0, PX_PER_MM)
+    assert kept[:, :200].sum() == (mask[:, :200] > 0).sum()
+    assert not kept[:, 200:].any()
 
 
 def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
