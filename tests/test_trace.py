@@ -77,14 +77,14 @@ def test_a_row_end_the_coarse_mask_broke_off_is_read_from_the_fine_mask() -> Non
     trace, was dropped: the row stopped 7 mm before the others (val96 #68, 50 mm/s: 24 -> 15 dB).
     Fine ink off the coarse mask's (a QR code's beside the row's end, val96 #8) is not taken."""
     coarse = np.concatenate([_row_mask(peak_px=48, thickness=5)] * 2)
-    coarse[300:, 500:506] = False
+    coarse[300:, 550:556] = False  # the stroke after the break is 3.5 mm long
     fine = np.concatenate([_row_mask(peak_px=60, thickness=2)] * 2)
     fine[380:420, 520:600] = True  # a QR code 4-9 mm above the row's end
     rows = read_rows(coarse, PX_PER_MM)
-    assert len(rows) == 2 and rows[1].x_start + len(rows[1].y_px) < 506
+    assert len(rows) == 2 and rows[1].x_start + len(rows[1].y_px) < 556
     refined = refine_rows(rows, coarse, fine, PX_PER_MM)
     assert refined[1].x_start + len(refined[1].y_px) == pytest.approx(refined[0].x_start + len(refined[0].y_px), abs=3)
-    np.testing.assert_allclose(refined[1].y_px[500 - refined[1].x_start :], 450, atol=1)
+    np.testing.assert_allclose(refined[1].y_px[550 - refined[1].x_start :], 450, atol=1)
 
 
 def test_a_stroke_past_a_row_end_that_the_fine_mask_does_not_show_is_dropped() -> None:
