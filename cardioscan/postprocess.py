@@ -184,7 +184,10 @@ def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, 
 def assemble(segments: list[PrintedSegment], offsets_s: list[float], fs: float = 500.0,
              duration_s: float = 10.0) -> EcgRecord:
     """Place segments at their offsets; where a lead is printed twice (II in a column and as the
-    rhythm strip) the better read wins where both exist and the longer one fills the rest."""
+    rhythm strip) the better read wins where both exist and the longer one fills the rest, at the
+    level of the one placed first: each row's 0 mV is read on its own (a pulse's foot or top,
+    a row's median) and may be off by a few tenths of a mV, which would step the lead where its
+    pieces meet (real photo 02579: II 0.2 mV high from 2.5 s on)."""
     n = int(round(duration_s * fs))
     signals = np.full((len(LEAD_NAMES), n), np.nan)
     quality = np.zeros(len(LEAD_NAMES))
@@ -195,8 +198,12 @@ def assemble(segments: list[PrintedSegment], offsets_s: list[float], fs: float =
         i0 = int(round(offset * fs))
         i1 = min(n, i0 + len(seg.values))
         target = signals[j, i0:i1]
+        values = seg.values[: i1 - i0]
+        both = np.isfinite(target) & np.isfinite(values)
+        if both.any():
+            values = values + np.median(target[both] - values[both])
         replace = np.isnan(target) | (seg.coverage > quality[j])
-        target[replace] = seg.values[: i1 - i0][replace]
+        target[replace] = values[replace]
         quality[j] = max(quality[j], seg.coverage)
     projected = einthoven_projection(signals[:6], quality[:6])
     quality[:6] *= einthoven_agreement(signals[:6], projected)

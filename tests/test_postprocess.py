@@ -7,6 +7,7 @@ import pytest
 
 from cardioscan.postprocess import (
     Calibration,
+    assemble,
     einthoven_agreement,
     einthoven_projection,
     gain_from_pulses,
@@ -15,7 +16,8 @@ from cardioscan.postprocess import (
     split_segments,
     without_stray_outer_rows,
 )
-from cardioscan.record import limb_leads_from_i_ii
+from cardioscan.record import LEAD_INDEX, limb_leads_from_i_ii
+from cardioscan.timing import PrintedSegment
 from cardioscan.trace import RowTrace
 
 
@@ -119,3 +121,15 @@ def test_pulses_whose_widths_disagree_give_no_paper_speed() -> None:
     """One pulse read 6.2 mm wide (25 mm/s), one 9.6 (50): their median had said 50 mm/s."""
     assert speed_from_pulses([_row_with_pulse(6.2, 10.0), _row_with_pulse(9.6, 10.0)], 10.0) is None
     assert speed_from_pulses([_row_with_pulse(6.2, 10.0), _row_with_pulse(9.6, 10.0), _row_with_pulse(5.2, 10.0)], 10.0) == 25
+
+
+def test_a_lead_printed_twice_keeps_one_level_where_its_pieces_meet() -> None:
+    """Lead II's column piece (0-2.5 s) and its rhythm strip (0-10 s) come from rows whose 0 mV
+    were read apart by 0.2 mV (real photo 02579): the strip is brought to the piece's level where
+    both show the same seconds, so the lead does not step at 2.5 s."""
+    t = np.arange(5000) / 500
+    lead_ii = 0.8 * np.sin(2 * np.pi * 1.1 * t)
+    column = PrintedSegment("II", 1, 0, lead_ii[:1250].copy(), coverage=1.0)
+    strip = PrintedSegment("II", 3, 0, lead_ii + 0.2, coverage=0.9, is_rhythm=True)
+    record = assemble([column, strip], [0.0, 0.0])
+    np.testing.assert_allclose(record.signals[LEAD_INDEX["II"]], lead_ii, atol=1e-9)
