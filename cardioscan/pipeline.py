@@ -68,6 +68,7 @@ from cardioscan.trace import (
     rows_box,
     trace_and_pulse_edges,
     with_vertical_strokes,
+    without_lettering,
 )
 
 LOW_QUALITY = 0.5
@@ -310,10 +311,22 @@ class Digitizer:
             coarse = self.trace_mask(upright(rgb, 2 * frame.half_turn))
             rows = read_rows(coarse, guess)
             seconds["trace upright"] = time.perf_counter() - t
+        labels = labels_by_half.get(frame.half_turn, [])
+        if self.label_net is not None and rows:
+            t = time.perf_counter()
+            labels = labels or self.label_net.find(upright(rgb, 2 * frame.half_turn), guess)
+            names = [(label.x, label.y, len(label.lead)) for label in labels]
+            baselines = [float(np.nanmedian(row.y_px)) for row in rows if row.coverage > 0]
+            lettered, coarse = coarse, without_lettering(coarse, names, baselines, guess)
+            if (coarse != lettered).any():
+                rows = read_rows(coarse, guess)
+            seconds["labels"] = time.perf_counter() - t
         if self.trace_net is not None and rows and max(rgb.shape[:2]) > self.trace_net.MAX_SIDE:
             t = time.perf_counter()
             page_up = upright(rgb, 2 * frame.half_turn)
             fine = self.trace_mask(page_up, self.trace_net.FINE_SIDE, rows_box(rows, page_up.shape, guess))
+            if self.label_net is not None:
+                fine = without_lettering(fine, names, baselines, guess)
             if infer_layout(rows) is None and infer_layout(found := read_rows(fine, guess)) is not None:
                 rows = found  # the fine mask shows a layout the coarse one lost (a 300-dpi page is read coarse at half size)
             else:
@@ -348,11 +361,10 @@ class Digitizer:
             speed = 25.0
         calibration = Calibration(px_per_mm, speed, gain)
         seconds["postprocess"] = time.perf_counter() - t
-        labels = labels_by_half.get(frame.half_turn, []) if rows and px_per_mm == guess else []
-        if self.label_net is not None and rows and not labels:
+        if self.label_net is not None and rows and px_per_mm != guess:
             t = time.perf_counter()
             labels = self.label_net.find(upright(rgb, 2 * frame.half_turn), px_per_mm)
-            seconds["labels"] = time.perf_counter() - t
+            seconds["labels"] += time.perf_counter() - t
         name_columns = label_columns(labels, px_per_mm)
         if (named := layout_by_names(layout, name_columns)) is None and layout is not None:
             flags.append(f"layout not recognised: {len(rows)} rows read ({layout}), but the lead names "

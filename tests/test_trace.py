@@ -10,7 +10,16 @@ import pytest
 
 from cardioscan.pipeline import read_rows
 from cardioscan.postprocess import gain_from_pulses, speed_from_pulses
-from cardioscan.trace import RowTrace, TraceNet, _common_start, find_rows, follow_rows, refine_rows, trace_ink
+from cardioscan.trace import (
+    RowTrace,
+    TraceNet,
+    _common_start,
+    find_rows,
+    follow_rows,
+    refine_rows,
+    trace_ink,
+    without_lettering,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean.png"
 
@@ -306,6 +315,30 @@ def test_a_flat_stretch_broken_off_at_both_ends_is_trace_but_a_letter_is_not() -
     kept = trace_ink(mask > 0, PX_PER_MM)
     assert kept[:, :200].sum() == (mask[:, :200] > 0).sum()
     assert not kept[:, 200:].any()
+
+
+def test_a_lead_name_under_the_start_bar_is_not_read_but_a_wave_crossing_it_is() -> None:
+    """A lead's bold start bar reaches 3 mm under the baseline, where its name's first letter
+    touches it in the mask, and the row was read down the bar into the letter (real photos
+    03089 V4, 01336 V6). Without the name's ink the row goes on along its trace; an S wave
+    that runs through the name's box beyond its edges stays, and so does the tip of one in it."""
+    mask = np.zeros((300, 800), np.uint8)
+    cv2.line(mask, (20, 100), (780, 100), 1, 2)
+    cv2.line(mask, (300, 60), (300, 124), 1, 5)  # the bar, 8 mm tall
+    cv2.line(mask, (303, 124), (312, 148), 1, 2)  # "V" from the bar's foot, 3 mm under it
+    cv2.line(mask, (312, 148), (321, 124), 1, 2)
+    cv2.line(mask, (305, 100), (310, 100), 0, 2)  # the faint trace lost just after the bar
+    cv2.polylines(mask, [np.array([[500, 100], [505, 160], [510, 100]], np.int32).reshape(-1, 1, 2)], False, 1, 2)
+    cv2.polylines(mask, [np.array([[650, 100], [654, 140], [658, 100]], np.int32).reshape(-1, 1, 2)], False, 1, 2)
+    # "V4" under the bar; names an S wave crosses, and one round the tip of another
+    names = [(320.0, 136.0, 2), (506.0, 136.0, 2), (654.0, 136.0, 2)]
+    cleaned = without_lettering(mask > 0, names, [100.0], PX_PER_MM)
+    assert not cleaned[126:150, 305:325].any()  # all of the letter but where it meets the bar
+    assert cleaned[150:158, 503:508].any()
+    np.testing.assert_array_equal(cleaned[:, 640:670], mask[:, 640:670] > 0)
+    (row,) = follow_rows(trace_ink(cleaned, PX_PER_MM), [100.0], PX_PER_MM)
+    after_bar = row.y_px[305 - row.x_start : 330 - row.x_start]
+    assert np.nanmax(np.abs(after_bar - 100)) <= 2
 
 
 def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
