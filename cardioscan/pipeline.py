@@ -74,6 +74,7 @@ from cardioscan.trace import (
 LOW_QUALITY = 0.5
 NO_ECG = "no ECG found"  # the page flag (and its prefix) for an image that holds no readable ECG
 PAPER_TRACE_MM = 250.0  # 10 s at 25 mm/s: the printed width of a full rhythm row
+RESCALE = 0.25  # rows are read again when the final scale differs from the guess by more
 ROW_MM = (150.0, 290.0)  # the longest row of every layout we know, pulse included, fits in here
 READ_PX_PER_MM = 11.8  # pages are read at about 300 dpi, coarser ones enlarged: `reading_scale`
 
@@ -321,6 +322,7 @@ class Digitizer:
             if (coarse != lettered).any():
                 rows = read_rows(coarse, guess)
             seconds["labels"] = time.perf_counter() - t
+        fine = None
         if self.trace_net is not None and rows and max(rgb.shape[:2]) > self.trace_net.MAX_SIDE:
             t = time.perf_counter()
             page_up = upright(rgb, 2 * frame.half_turn)
@@ -344,6 +346,11 @@ class Digitizer:
             flags.append(f"grid period ({px_per_mm:.2f} px/mm) disagrees with the trace length: "
                          "scale taken from the trace length, assuming 10 s at 25 mm/s")
             px_per_mm = longest / PAPER_TRACE_MM
+        if rows and abs(px_per_mm / guess - 1) > RESCALE:
+            # Rows were found at the scale guessed: closer than 7 of those mm, every other row was lost.
+            rows = read_rows(coarse, px_per_mm)
+            if fine is not None:
+                rows = refine_rows(rows, coarse, fine, px_per_mm)
         layout = infer_layout(rows)
         if not rows:
             flags.append(NO_ECG)

@@ -8,11 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
+from cardioscan import pipeline
 from cardioscan.align import LeadLabel, match_labels, rotation_homography
+from cardioscan.grid import GridMeasurement, measure_grid
 from cardioscan.io.images import LoadedPage, load_page
 from cardioscan.metrics import kaggle2025_snr
 from cardioscan.pipeline import Digitizer, reading_scale
 from cardioscan.synth.groundtruth import PageTruth
+from cardioscan.synth.render import RenderOptions, render_page
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ptbxl_HR06008_clean"
 
@@ -163,3 +166,17 @@ def test_a_photo_of_something_else_is_no_ecg_even_when_its_edges_line_up_as_rows
     result = Digitizer().digitize(LoadedPage(rgb, Path(f"{name}.png"), 1, 1))
     assert any(flag.startswith(f"{NO_ECG}: no grid") for flag in result.flags), result.flags
     assert result.layout is None and not np.isfinite(result.record.signals).any()
+
+
+def test_rows_are_read_again_when_the_grid_scale_is_overruled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fax's grid read at twice its scale (minor lines taken for major ones) makes the rows
+    implausibly short, and the scale is then taken from their length; rows had been found at the
+    misread scale, where 12x1 rows 12 mm apart are closer than the 7 mm it allows, and every other
+    row was lost (val96 #3: no layout, nothing read). They are read again at the scale taken."""
+    image, truth = render_page(7, RenderOptions(category="clean", layout="12x1", dpi=120))
+    monkeypatch.setattr(pipeline, "rectify_grid",
+                        lambda rgb: (None, GridMeasurement(2.2 * measure_grid(rgb).px_per_mm, 1.0, True)))
+    result = Digitizer().digitize(LoadedPage(image, Path("page.png"), 1, 1))
+    assert any(flag.startswith("grid period") for flag in result.flags), result.flags
+    assert result.layout == "12x1"
+    assert kaggle2025_snr(truth.shown, result.record.signals, fs=500).snr_db > 5.0
