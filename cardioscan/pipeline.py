@@ -313,6 +313,8 @@ class Digitizer:
             rows = read_rows(coarse, guess)
             seconds["trace upright"] = time.perf_counter() - t
         labels = labels_by_half.get(frame.half_turn, [])
+        names: list[tuple[float, float, int]] = []  # the lead names' ink is no trace
+        baselines: list[float] = []
         if self.label_net is not None and rows:
             t = time.perf_counter()
             labels = labels or self.label_net.find(upright(rgb, 2 * frame.half_turn), guess)
@@ -326,9 +328,8 @@ class Digitizer:
         if self.trace_net is not None and rows and max(rgb.shape[:2]) > self.trace_net.MAX_SIDE:
             t = time.perf_counter()
             page_up = upright(rgb, 2 * frame.half_turn)
-            fine = self.trace_mask(page_up, self.trace_net.FINE_SIDE, rows_box(rows, page_up.shape, guess))
-            if self.label_net is not None:
-                fine = without_lettering(fine, names, baselines, guess)
+            fine = without_lettering(self.trace_mask(page_up, self.trace_net.FINE_SIDE, rows_box(rows, page_up.shape, guess)),
+                                     names, baselines, guess)
             if infer_layout(rows) is None and infer_layout(found := read_rows(fine, guess)) is not None:
                 rows = found  # the fine mask shows a layout the coarse one lost (a 300-dpi page is read coarse at half size)
             else:

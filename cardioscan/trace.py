@@ -216,13 +216,13 @@ def without_lettering(mask: np.ndarray, names: list[tuple[float, float, int]], b
         if near or y0 < 1 or y1 >= h or x1 <= x0:
             continue
         sub = mask[y0 - 1 : y1 + 1, x0:x1]  # with a row beyond each edge: runs there cross it
-        starts = sub & ~np.vstack([np.zeros((1, sub.shape[1]), bool), sub[:-1]])
+        starts = sub & ~np.vstack([np.zeros((1, sub.shape[1]), bool), sub[:-1]])  # unbridged, unlike `_column_runs`
         run = np.cumsum(starts, axis=0) * sub
         crossing = ((run == run[:1]) | (run == run[-1:])) & (run > 0)
         # Ink between crossing strokes on both sides is a wave's top (a QRS apex), not a letter.
-        near = crossing | np.roll(crossing, 1, axis=0) | np.roll(crossing, -1, axis=0)
+        beside = crossing | np.roll(crossing, 1, axis=0) | np.roll(crossing, -1, axis=0)
         between = np.zeros_like(crossing)
-        between[:, 1:-1] = near[:, :-2] & near[:, 2:]
+        between[:, 1:-1] = beside[:, :-2] & beside[:, 2:]
         out[y0 - 1 : y1 + 1, x0:x1] &= ~(sub & ~crossing & ~between)
     return out
 
