@@ -42,6 +42,7 @@ from cardioscan.postprocess import (
     gain_from_pulses,
     infer_layout,
     layout_by_names,
+    lead_starts,
     speed_from_pulses,
     split_segments,
     without_stray_outer_rows,
@@ -67,6 +68,7 @@ from cardioscan.trace import (
     refine_rows,
     rows_box,
     trace_and_pulse_edges,
+    under_bars,
     with_vertical_strokes,
     without_lettering,
 )
@@ -384,7 +386,8 @@ class Digitizer:
         record: EcgRecord | None = None
         if layout is not None:
             rows = place_lead_ins(rows, labels, layout, calibration)
-            segments = split_segments(rows, layout, calibration, self.fs)
+            hidden = under_bars(rows, fine if fine is not None else coarse, lead_starts(rows, layout, calibration), px_per_mm)
+            segments = split_segments(rows, layout, calibration, self.fs, hidden=hidden)
             timing = infer_timing(segments, self.fs, self.timing)
             rhythm = [seg for seg in segments if seg.is_rhythm]
             printed = printed_strip_leads(labels, rows, segments)

@@ -150,9 +150,29 @@ def _zero_level(row: RowTrace, calibration: Calibration) -> float:
     return row.zero_px
 
 
+def _row_seconds(row: RowTrace, px_per_s: float, duration_s: float) -> float:
+    """The time a row shows. Machines print whole seconds (10 s, 5 s): a row measured a few ink
+    pixels long or short is snapped, so column boundaries fall where they were printed."""
+    row_s = min(duration_s, len(row.y_px) / px_per_s)
+    if abs(row_s - round(row_s * 2) / 2) < SNAP_S:
+        row_s = round(row_s * 2) / 2
+    return row_s
+
+
+def lead_starts(rows: list[RowTrace], layout: str, calibration: Calibration, duration_s: float = 10.0) -> list[list[float]]:
+    """Where each lead starts in each row, px from the row's first column (as `split_segments` cuts)."""
+    px_per_s = calibration.px_per_mm * calibration.mm_per_s
+    starts = []
+    for row, leads in zip(rows, row_leads(layout), strict=False):
+        col_px = _row_seconds(row, px_per_s, duration_s) / len(leads) * px_per_s
+        starts.append([row.start_offset_px + k * col_px for k in range(len(leads))])
+    return starts
+
+
 def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, fs: float = 500.0,
-                   duration_s: float = 10.0) -> list[PrintedSegment]:
-    """Cut each row into its printed leads, in mV at `fs` on each segment's own time axis."""
+                   duration_s: float = 10.0, hidden: list[np.ndarray] | None = None) -> list[PrintedSegment]:
+    """Cut each row into its printed leads, in mV at `fs` on each segment's own time axis. Columns
+    `hidden` (a bar covers them) take the nearest values read, yet count as printed."""
     segments: list[PrintedSegment] = []
     px_per_s = calibration.px_per_mm * calibration.mm_per_s
     leads_per_row = row_leads(layout)
@@ -160,18 +180,13 @@ def split_segments(rows: list[RowTrace], layout: str, calibration: Calibration, 
         zero = _zero_level(row, calibration)
         mv = (zero - row.y_px) / (calibration.px_per_mm * calibration.mm_per_mv)
         t_row = (np.arange(len(mv)) - row.start_offset_px) / px_per_s
-        # Machines print whole seconds (10 s, 5 s): a row measured a few ink pixels long or
-        # short is snapped, so column boundaries fall where they were printed.
-        row_s = min(duration_s, len(mv) / px_per_s)
-        if abs(row_s - round(row_s * 2) / 2) < SNAP_S:
-            row_s = round(row_s * 2) / 2
-        col_s = row_s / len(leads)
+        col_s = _row_seconds(row, px_per_s, duration_s) / len(leads)
         is_rhythm = r >= len(_LAYOUT_LEADS["3x4"]) and layout.startswith("3x4")
         for k, lead in enumerate(leads):
             inside = (t_row >= k * col_s) & (t_row < (k + 1) * col_s)
             t_seg, v_seg = t_row[inside] - k * col_s, mv[inside]
-            finite = np.isfinite(v_seg)
-            coverage = float(finite.mean()) if len(v_seg) else 0.0
+            coverage = float(np.isfinite(v_seg).mean()) if len(v_seg) else 0.0
+            finite = np.isfinite(v_seg) & ~(hidden[r][inside] if hidden else False)
             n = int(round(col_s * fs))
             values = np.full(n, np.nan)
             if finite.sum() >= 2:

@@ -227,6 +227,102 @@ def without_lettering(mask: np.ndarray, names: list[tuple[float, float, int]], b
     return out
 
 
+BAR_MM = 4.0  # a bar is at least this tall...
+BAR_LINES = 1.3  # ...and this many trace lines wide
+BAR_NEAR_MM = 1.5  # bars are looked for this near where a lead starts
+THICKEST_LINE_MM = 0.6  # bars (0.6-1 mm) are not told from lines as thick as this in the mask
+
+
+def line_thickness(row: RowTrace, mask: np.ndarray) -> float:
+    """The trace line's height in the mask where the row runs flat (median, px)."""
+    ys = row.y_px
+    x = np.arange(len(ys)) + row.x_start
+    with np.errstate(invalid="ignore"):
+        flat = np.flatnonzero((np.abs(np.diff(ys, prepend=np.nan)) < 0.5) & (x >= 0) & (x < mask.shape[1]))
+    heights = []
+    for i in flat[:: max(1, len(flat) // 200)]:
+        column, y = mask[:, x[i]], int(round(ys[i]))
+        if not 0 <= y < len(column) or not column[y]:
+            continue
+        top, bottom = y, y
+        while top > 0 and column[top - 1]:
+            top -= 1
+        while bottom + 1 < len(column) and column[bottom + 1]:
+            bottom += 1
+        heights.append(bottom - top + 1)
+    return float(np.median(heights)) if heights else 0.0
+
+
+def _bar_columns(ink: np.ndarray, solid: np.ndarray, width: int) -> tuple[int, int] | None:
+    """The first and last column of the bar among the tall `solid` parts of the `ink`: the longest
+    run, `width` columns or more, of columns whose ink starts and ends level with their
+    neighbours', widened to every column the ink spans from its top to its bottom. Where a wave's
+    strokes merge (the V of a QRS, a narrow R) the ink is solid too, but its ends climb from
+    column to column, or stay level only over its rounded tip."""
+    columns = np.flatnonzero(solid.any(axis=0))
+    if not len(columns):
+        return None
+    top, bottom = np.full(ink.shape[1], -9), np.full(ink.shape[1], -9)
+    for x in columns:
+        ys = np.flatnonzero(solid[:, x])
+        top[x], bottom[x] = ys[0], ys[-1]
+        while top[x] > 0 and ink[top[x] - 1, x]:
+            top[x] -= 1
+        while bottom[x] + 1 < len(ink) and ink[bottom[x] + 1, x]:
+            bottom[x] += 1
+    inside = (top > 0) & (bottom < len(ink) - 1)  # ink running on beyond the row's band is a stroke
+    level = inside[:-1] & inside[1:] & (np.abs(np.diff(top)) <= 1) & (np.abs(np.diff(bottom)) <= 1)
+    best, first = (0, 0, 0), None
+    for i, linked in enumerate(np.append(level, False)):
+        if linked and first is None:
+            first = i
+        elif not linked and first is not None:
+            best, first = max(best, (i - first, first, i)), None
+    if best[0] + 1 < width:
+        return None
+    first, last = best[1], best[2]
+    # Out to where the ink no longer spans the bar's height: a stroke merged with its side is cut.
+    spanned = ink[int(np.median(top[first : last + 1])) + 1 : int(np.median(bottom[first : last + 1])), :].all(axis=0)
+    while first > 0 and spanned[first - 1]:
+        first -= 1
+    while last + 1 < len(spanned) and spanned[last + 1]:
+        last += 1
+    return first, last
+
+
+def under_bars(rows: list[RowTrace], mask: np.ndarray, lead_starts: list[list[float]],
+               px_per_mm: float) -> list[np.ndarray]:
+    """Each row's columns a bold bar covers where a lead follows another (`lead_starts`: each
+    row's lead starts, px from its first column). Printers mark each lead's start with a bar several trace
+    lines wide; the trace under it is hidden and the reading ran along the bar or its end instead
+    (val96 #60, real photo 03156: 0.3-0.7 mV off for 20 ms at a lead's start and the previous
+    one's end)."""
+    h, w = mask.shape
+    near = round(BAR_NEAR_MM * px_per_mm)
+    hidden = [np.zeros(len(row.y_px), bool) for row in rows]
+    if any(row.coverage == 0 for row in rows):
+        return hidden
+    baselines = [float(np.nanmedian(row.y_px)) for row in rows]
+    for i, (row, starts, under) in enumerate(zip(rows, lead_starts, hidden, strict=False)):
+        thickness = line_thickness(row, mask)
+        if not 0 < thickness < THICKEST_LINE_MM * px_per_mm:
+            continue
+        top, bottom = _band(baselines, i, h, px_per_mm)  # each row's bars alone
+        kernel = np.ones((round(BAR_MM * px_per_mm), max(3, round(BAR_LINES * thickness))), np.uint8)
+        for start in starts[1:]:
+            x0 = max(0, row.x_start + round(start) - near)
+            x1 = min(w, row.x_start + round(start) + near + 1)
+            if x1 - x0 < kernel.shape[1]:
+                continue
+            ink = mask[top:bottom, x0:x1]
+            bar = _bar_columns(ink, cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0, kernel.shape[1])
+            if bar is not None:
+                margin = round(thickness / 2)  # the trace's line runs into the bar's edges
+                first, last = bar[0] + x0 - row.x_start - margin, bar[1] + x0 - row.x_start + margin
+                under[max(0, first) : max(0, last + 1)] = True
+    return hidden
+
+
 def find_rows(trace: np.ndarray, px_per_mm: float) -> list[float]:
     """Row baselines (image y) as peaks of the trace ink's vertical profile, with the rows that
     evenly spaced neighbours imply (`_evenly_spaced`)."""

@@ -98,6 +98,23 @@ def test_zero_is_one_millivolt_below_the_pulse_top_where_the_foot_is_off() -> No
     assert float(np.median(segments[0].values)) == pytest.approx(0.25, abs=0.01)
 
 
+def test_columns_under_a_bar_take_the_values_beside_them_and_count_as_printed() -> None:
+    """Where a bar hides the trace at a lead's start, each lead keeps its own level up to the cut
+    (the bar's ink read there would step it); the lead is still fully printed, so a second copy
+    of it (a rhythm strip) does not win on coverage alone."""
+    px_per_mm = 10.0
+    ys = np.full(2500, 500.0)
+    ys[1250:] = 480.0  # the second lead 0.2 mV higher
+    ys[1243:1258] = 440.0  # the bar's top, read
+    hidden = np.zeros(2500, bool)
+    hidden[1243:1258] = True
+    row = RowTrace(ys, 0, None, None)
+    calibration = Calibration(px_per_mm, 25.0, 10.0)
+    first, second = split_segments([row], "6x2", calibration, hidden=[hidden])
+    assert np.ptp(first.values) < 0.01 and np.ptp(second.values) < 0.01
+    assert first.coverage == second.coverage == 1.0
+
+
 def test_a_row_above_the_pulsed_rows_without_a_pulse_is_dropped_as_writing() -> None:
     """Real photo 02579: a handwritten note above a 3x4 page with a rhythm strip read as a fifth
     row left the layout unknown and nothing written. Rows that make a layout stay as they are."""

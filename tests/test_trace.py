@@ -18,6 +18,7 @@ from cardioscan.trace import (
     follow_rows,
     refine_rows,
     trace_ink,
+    under_bars,
     without_lettering,
 )
 
@@ -339,6 +340,27 @@ def test_a_lead_name_under_the_start_bar_is_not_read_but_a_wave_crossing_it_is()
     (row,) = follow_rows(trace_ink(cleaned, PX_PER_MM), [100.0], PX_PER_MM)
     after_bar = row.y_px[305 - row.x_start : 330 - row.x_start]
     assert np.nanmax(np.abs(after_bar - 100)) <= 2
+
+
+def test_a_bar_at_a_lead_start_hides_its_columns_but_a_wave_there_is_no_bar() -> None:
+    """Printers mark each lead's start with a bar 0.6-1 mm wide; the trace under it is hidden and
+    was read along the bar's end (real photo 03156: V1 read 0.3-0.5 mV off for 20 ms). Row 0's
+    bar, with an R wave's stroke run into its side, is hidden; row 1 has no bar, but a deep S wave
+    whose strokes merge in the mask right at the lead start, and the previous row's S wave
+    running down through its band: neither is a bar."""
+    mask = np.zeros((400, 900), np.uint8)
+    for y in (100, 300):
+        cv2.line(mask, (20, y), (880, y), 1, 2)
+    cv2.rectangle(mask, (398, 60), (404, 130), 1, -1)  # the bar, 7 px (0.9 mm) wide, 9 mm tall
+    cv2.line(mask, (392, 100), (398, 20), 1, 2)  # an R wave's upstroke into its side
+    cv2.polylines(mask, [np.array([[397, 300], [401, 380], [405, 300]], np.int32).reshape(-1, 1, 2)], False, 1, 2)
+    cv2.line(mask, (600, 100), (602, 260), 1, 2)  # row 0's S wave, deep into row 1's band
+    rows = follow_rows(trace_ink(mask > 0, PX_PER_MM), [100.0, 300.0], PX_PER_MM)
+    starts = [[0.0, 400.0 - row.x_start, 600.0 - row.x_start] for row in rows]
+    hidden = under_bars(rows, mask > 0, starts, PX_PER_MM)
+    columns = np.flatnonzero(hidden[0]) + rows[0].x_start
+    assert columns.min() >= 394 and columns.max() <= 408 and set(range(398, 405)) <= set(columns)  # ± half a mm
+    assert not hidden[1].any()
 
 
 def test_rows_the_even_spacing_implies_are_found_where_only_their_complexes_were_read() -> None:
