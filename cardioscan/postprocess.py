@@ -16,9 +16,8 @@ from scipy.signal import savgol_filter
 
 from cardioscan.record import LEAD_INDEX, LEAD_NAMES, EcgRecord, limb_leads_from_i_ii
 from cardioscan.timing import PrintedSegment
-from cardioscan.trace import RowTrace, nearest_standard, pulse_speed
+from cardioscan.trace import GAINS_MM_PER_MV, RowTrace, nearest_standard, pulse_speed
 
-GAINS_MM_PER_MV = (5.0, 10.0, 20.0)
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4_r1", 6: "6x2", 12: "12x1"}
 _LAYOUT_LEADS: dict[str, list[list[str]]] = {
     "3x4": [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]],

@@ -361,6 +361,8 @@ PULSE_ZONE_MM = 16  # a row's calibration pulse lies within its first 16 mm (10 
 PULSE_WIDTH_MM = 11  # the widest pulse: 0.2 s at 50 mm/s, and its line
 PULSE_S = 0.2  # a calibration pulse's width in time
 SPEEDS_MM_PER_S = (25.0, 50.0)
+GAINS_MM_PER_MV = (5.0, 10.0, 20.0)
+PULSE_FIT = 0.1  # a pulse read this far off every standard height is looked for again
 START_MM = 40  # the pulse zone and the stretch after it that gives the row's level there
 LONE_ROW_MM = 30  # the room taken above the top row and below the bottom one, which have no neighbour there
 REFINE_MM = 2.0  # how far a finer reading may move a column's value (a QRS peak read 8 % low at 2 mV)
@@ -572,18 +574,25 @@ def _read_band(mask: np.ndarray, base: float, band: tuple[int, int], columns: tu
     return y_min, y_max, _bridge_pulse_top(_bidirectional(y_min, y_max), y_min, y_max, px_per_mm)
 
 
+def _misfit(pulse: Pulse, px_per_mm: float) -> float:
+    """How far (log ratio) a pulse's height lies from the nearest standard 1 mV height."""
+    return min(abs(float(np.log(pulse.height_px / px_per_mm / g))) for g in GAINS_MM_PER_MV)
+
+
 def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, band: tuple[int, int],
                  limits: tuple[int, int], cut_at_top: bool, px_per_mm: float
                  ) -> tuple[int, np.ndarray, Pulse] | None:
     """A row's start read again the ways a pulse the first reading missed would show: taller
     than half the row spacing (a 20 mm/mV pulse's top lies beyond the band, which cut the ink
     at its top), or as two edges whose top the network dropped (`with_edges`: the mask plus
-    `trace_and_pulse_edges`). The first reading that finds a pulse gives its first column, its trace
-    and the pulse."""
+    `trace_and_pulse_edges`). Of the readings that find a pulse, the one nearest a standard height
+    gives its first column, its trace and the pulse (val96 #79: a 20 mm pulse, whose edges' upper
+    halves the network lost, was bridged at 11.8 mm from its edges alone, and 19 mm up to its top)."""
     top, bottom = band
     readings = [(mask, limits[0])] if cut_at_top else []
     if with_edges is not None:
         readings += [(with_edges, None)] + ([(with_edges, limits[0])] if cut_at_top else [])
+    found = []
     for source, pulse_top in readings:
         cols = np.flatnonzero(source[top:bottom].any(axis=0))
         x0 = int(cols[0])
@@ -591,8 +600,8 @@ def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, b
         y_min, y_max, ys = _read_band(source, base, band, columns, limits, px_per_mm, pulse_top)
         pulse = _pulse(ys, y_min, y_max, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         if pulse is not None:
-            return x0, ys, pulse
-    return None
+            found.append((x0, ys, pulse))
+    return min(found, key=lambda f: _misfit(f[2], px_per_mm), default=None)
 
 
 def _band(baselines: list[float], i: int, height: int, px_per_mm: float, share: float = 0.5) -> tuple[int, int]:
@@ -653,10 +662,12 @@ def follow_rows(mask: np.ndarray, baselines: list[float], px_per_mm: float,
         ys[_detours(y_min, y_max, base, int(START_MM * px_per_mm), px_per_mm)] = np.nan  # past the pulse and its foot
         pulse = _pulse(ys, y_min, y_max, _baseline_after_pulse(ys, px_per_mm), px_per_mm)
         resume = pulse.resume if pulse else 0
-        if pulse is None:
-            cut_at_top = bool((y_min[: int(PULSE_ZONE_MM * px_per_mm)] < top).any())
+        if pulse is None or _misfit(pulse, px_per_mm) > PULSE_FIT:
+            # A pulse read off every standard height may be one whose top lies beyond the band
+            # with the upper halves of its edges lost (val96 #79: 20 mm read as 11.8).
+            cut_at_top = pulse is not None or bool((y_min[: int(PULSE_ZONE_MM * px_per_mm)] < top).any())
             retry = _pulse_retry(mask, with_edges, base, (top, bottom), limits, cut_at_top, px_per_mm)
-            if retry is not None:
+            if retry is not None and (pulse is None or _misfit(retry[2], px_per_mm) < _misfit(pulse, px_per_mm)):
                 # The row goes on from the pulse's end: the retry's values up to where the first
                 # reading starts, the first reading's (of the whole row) after.
                 retry_x0, head, pulse = retry

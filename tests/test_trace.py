@@ -178,6 +178,23 @@ def test_a_pulse_taller_than_half_the_row_spacing_gives_its_gain() -> None:
     assert speed_from_pulses(rows, PX_PER_MM) == 25
 
 
+def test_a_tall_pulse_whose_edges_lost_their_upper_halves_is_read_up_to_its_top() -> None:
+    """A 20 mm/mV pulse between rows 30 mm apart, its top beyond the row's band, and the network
+    lost the upper 8 mm of both edges: bridged from its edges alone it read 12 mm, 10 mm/mV, and
+    the page's amplitudes came out doubled (val96 #79). Read up to its top, it stands 20 mm."""
+    mask = _rows_with_pulses(pulse_mm=20, spacing_mm=30).astype(np.uint8)
+    mm = PX_PER_MM
+    for row in range(3):
+        base = int((30 * (row + 0.5) + 10) * mm)
+        mask[base - int(20 * mm) + 2 : base - int(12 * mm), int(10 * mm) - 2 : int(10 * mm) + 3] = 0
+        mask[base - int(20 * mm) + 2 : base - int(12 * mm), int(15 * mm) - 2 : int(15 * mm) + 3] = 0
+    rows = read_rows(mask > 0, PX_PER_MM)
+    assert len(rows) == 3
+    for row in rows:
+        assert row.pulse_height_px / PX_PER_MM == pytest.approx(20.0, abs=1.0)
+    assert gain_from_pulses(rows, PX_PER_MM) == 20
+
+
 def test_a_pulse_whose_top_was_lost_is_measured_from_its_edges() -> None:
     rows = read_rows(_rows_with_pulses(pulse_mm=10, spacing_mm=30, pulse_top=False), PX_PER_MM)
     assert len(rows) == 3
