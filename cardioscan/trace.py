@@ -177,15 +177,19 @@ def trace_and_pulse_edges(mask: np.ndarray, px_per_mm: float) -> tuple[np.ndarra
 
 
 def _pulse_edges(stats: np.ndarray, px_per_mm: float) -> np.ndarray:
-    """Components that are a pulse's two edges: narrow strokes 4.5-25 mm tall (a 5 to 20 mm/mV
-    pulse) in pairs, standing on the same foot 3-12 mm apart; not a lone one (a lead separator)."""
+    """Components that are a pulse's edges: narrow strokes 4.5-25 mm tall (a 5 to 20 mm/mV
+    pulse), each standing on the same foot as another as tall, 3-12 mm apart; not a lone one (a
+    lead separator). The other may be the rest of the pulse: where the mask broke one edge off,
+    its top and other edge stay one stroke (val96 #38, a 20 mm/mV pulse: its rising edge's lower
+    part was dropped, and the row started at the falling edge)."""
     left, top, width, height = (stats[:, k] for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
                                                       cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
-    narrow = np.flatnonzero((height >= 4.5 * px_per_mm) & (height <= 25 * px_per_mm) & (width < 3 * px_per_mm))
-    narrow = narrow[narrow != 0]
-    centre, foot = left[narrow] + width[narrow] / 2, top[narrow] + height[narrow]
-    apart = np.abs(centre[:, None] - centre[None, :])
-    paired = (np.abs(foot[:, None] - foot[None, :]) <= px_per_mm) & (apart >= 3 * px_per_mm) & (apart <= 12 * px_per_mm)
+    tall = (height >= 4.5 * px_per_mm) & (height <= 25 * px_per_mm)
+    tall[0] = False
+    narrow, partner = np.flatnonzero(tall & (width < 3 * px_per_mm)), np.flatnonzero(tall & (width < 15 * px_per_mm))
+    centre, foot = left + width / 2, top + height
+    apart = np.abs(centre[narrow, None] - centre[None, partner])
+    paired = (np.abs(foot[narrow, None] - foot[None, partner]) <= px_per_mm) & (apart >= 3 * px_per_mm) & (apart <= 12 * px_per_mm)
     edges = np.zeros(len(stats), bool)
     edges[narrow[paired.any(axis=1)]] = True
     return edges

@@ -195,6 +195,22 @@ def test_a_tall_pulse_whose_edges_lost_their_upper_halves_is_read_up_to_its_top(
     assert gain_from_pulses(rows, PX_PER_MM) == 20
 
 
+def test_a_pulse_whose_rising_edge_the_mask_broke_off_is_still_read() -> None:
+    """The mask broke a 20 mm/mV pulse's rising edge from just under its top to 4.5 mm under
+    it, outside the row's band: the edge's lower part was a lone narrow stroke, neither trace nor
+    a pulse edge (it had no narrow partner), and the rows began at the falling edge, with no
+    pulse: 10 mm/mV assumed (val96 #38). The rest of the pulse partners the broken edge."""
+    mask = _rows_with_pulses(pulse_mm=20, spacing_mm=32).astype(np.uint8)
+    mm = PX_PER_MM
+    for row in range(3):
+        base = int((32 * (row + 0.5) + 10) * mm)
+        mask[base - int(19.5 * mm) : base - int(15.5 * mm), int(10 * mm) - 2 : int(10 * mm) + 3] = 0
+    rows = read_rows(mask > 0, PX_PER_MM)
+    assert len(rows) == 3
+    for row in rows:
+        assert row.pulse_height_px / PX_PER_MM == pytest.approx(20.0, abs=1.0)
+
+
 def test_a_pulse_whose_top_was_lost_is_measured_from_its_edges() -> None:
     rows = read_rows(_rows_with_pulses(pulse_mm=10, spacing_mm=30, pulse_top=False), PX_PER_MM)
     assert len(rows) == 3
