@@ -16,7 +16,7 @@ from scipy.signal import savgol_filter
 
 from cardioscan.record import LEAD_INDEX, LEAD_NAMES, EcgRecord, limb_leads_from_i_ii
 from cardioscan.timing import PrintedSegment
-from cardioscan.trace import GAINS_MM_PER_MV, RowTrace, nearest_standard, pulse_speed
+from cardioscan.trace import GAINS_MM_PER_MV, PULSE_FIT, RowTrace, gain_misfit, nearest_standard, pulse_speed
 
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4_r1", 6: "6x2", 12: "12x1"}
 _LAYOUT_LEADS: dict[str, list[list[str]]] = {
@@ -105,9 +105,13 @@ def gain_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:
     """Gain from the tallest standard calibration pulse, 1 mV. A pulse is read shorter than
     printed where the network lost its top (a 20 mm/mV pulse stands beyond its row's band, and
     its edges' upper halves go with the top), hardly ever taller: val96 #80 read 20 mm pulses
-    as 15.9, 11.7 and 12.5 mm."""
-    gains = [nearest_standard(r.pulse_height_px / px_per_mm, GAINS_MM_PER_MV) for r in _standard_pulses(rows, px_per_mm)]
-    return max((g for g in gains if g), default=None)
+    as 15.9, 11.7 and 12.5 mm. A lone pulse read more than 10 % off every standard says nothing:
+    letters with serifs read as one (val96 #94: "III" beside a pulse the network missed, 4.2 mm,
+    and the page was read at 5 mm/mV)."""
+    heights = [r.pulse_height_px / px_per_mm for r in _standard_pulses(rows, px_per_mm)]
+    if len(heights) == 1 and gain_misfit(heights[0]) > PULSE_FIT:
+        return None
+    return max((nearest_standard(h, GAINS_MM_PER_MV) for h in heights), default=None)
 
 
 def speed_from_pulses(rows: list[RowTrace], px_per_mm: float) -> float | None:

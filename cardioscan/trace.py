@@ -578,9 +578,13 @@ def _read_band(mask: np.ndarray, base: float, band: tuple[int, int], columns: tu
     return y_min, y_max, _bridge_pulse_top(_bidirectional(y_min, y_max), y_min, y_max, px_per_mm)
 
 
+def gain_misfit(height_mm: float) -> float:
+    """How far (log ratio) a pulse `height_mm` tall lies from the nearest standard 1 mV height."""
+    return min(abs(float(np.log(height_mm / g))) for g in GAINS_MM_PER_MV)
+
+
 def _misfit(pulse: Pulse, px_per_mm: float) -> float:
-    """How far (log ratio) a pulse's height lies from the nearest standard 1 mV height."""
-    return min(abs(float(np.log(pulse.height_px / px_per_mm / g))) for g in GAINS_MM_PER_MV)
+    return gain_misfit(pulse.height_px / px_per_mm)
 
 
 def _pulse_retry(mask: np.ndarray, with_edges: np.ndarray | None, base: float, band: tuple[int, int],

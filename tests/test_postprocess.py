@@ -134,6 +134,16 @@ def test_the_gain_is_read_from_the_tallest_standard_pulse() -> None:
     assert gain_from_pulses([_row_with_pulse(11.5, 3.75)], 10.0) is None
 
 
+def test_a_lone_pulse_far_off_a_standard_height_gives_no_gain() -> None:
+    """Lettering with serifs ("III") beside pulses the network missed read as one 4.2 mm pulse, and
+    the page was read at 5 mm/mV, every amplitude doubled (val96 #94). A lone pulse must read
+    within 10 % of a standard height; several give the gain as before."""
+    unpulsed = RowTrace(np.zeros(2500), 0, None, None)
+    assert gain_from_pulses([unpulsed, unpulsed, _row_with_pulse(3.8, 4.2)], 10.0) is None
+    assert gain_from_pulses([unpulsed, unpulsed, _row_with_pulse(5.0, 10.4)], 10.0) == 10
+    assert gain_from_pulses([_row_with_pulse(5.0, 4.2), _row_with_pulse(5.0, 4.4)], 10.0) == 5
+
+
 def test_pulses_whose_widths_disagree_give_no_paper_speed() -> None:
     """One pulse read 6.2 mm wide (25 mm/s), one 9.6 (50): their median had said 50 mm/s."""
     assert speed_from_pulses([_row_with_pulse(6.2, 10.0), _row_with_pulse(9.6, 10.0)], 10.0) is None
