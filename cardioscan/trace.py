@@ -246,15 +246,19 @@ def line_thickness(row: RowTrace, mask: np.ndarray) -> float:
     heights = []
     for i in flat[:: max(1, len(flat) // 200)]:
         column, y = mask[:, x[i]], int(round(ys[i]))
-        if not 0 <= y < len(column) or not column[y]:
-            continue
-        top, bottom = y, y
-        while top > 0 and column[top - 1]:
-            top -= 1
-        while bottom + 1 < len(column) and column[bottom + 1]:
-            bottom += 1
-        heights.append(bottom - top + 1)
+        if 0 <= y < len(column) and column[y]:
+            top, bottom = _ink_run(column, y, y)
+            heights.append(bottom - top + 1)
     return float(np.median(heights)) if heights else 0.0
+
+
+def _ink_run(column: np.ndarray, top: int, bottom: int) -> tuple[int, int]:
+    """The inked rows `top`..`bottom` of a mask column, extended up and down while ink goes on."""
+    while top > 0 and column[top - 1]:
+        top -= 1
+    while bottom + 1 < len(column) and column[bottom + 1]:
+        bottom += 1
+    return top, bottom
 
 
 def _bar_columns(ink: np.ndarray, solid: np.ndarray, width: int) -> tuple[int, int] | None:
@@ -269,11 +273,7 @@ def _bar_columns(ink: np.ndarray, solid: np.ndarray, width: int) -> tuple[int, i
     top, bottom = np.full(ink.shape[1], -9), np.full(ink.shape[1], -9)
     for x in columns:
         ys = np.flatnonzero(solid[:, x])
-        top[x], bottom[x] = ys[0], ys[-1]
-        while top[x] > 0 and ink[top[x] - 1, x]:
-            top[x] -= 1
-        while bottom[x] + 1 < len(ink) and ink[bottom[x] + 1, x]:
-            bottom[x] += 1
+        top[x], bottom[x] = _ink_run(ink[:, x], ys[0], ys[-1])
     inside = (top > 0) & (bottom < len(ink) - 1)  # ink running on beyond the row's band is a stroke
     level = inside[:-1] & inside[1:] & (np.abs(np.diff(top)) <= 1) & (np.abs(np.diff(bottom)) <= 1)
     best, first = (0, 0, 0), None
