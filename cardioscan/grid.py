@@ -38,6 +38,8 @@ MAX_MISFIT_RATIO = 0.85  # ...and leaves them at most this fraction of the plane
 # The warp reads lines up to this wide (mm): printed grid lines are 0.1-0.3 mm. Real photos of
 # folded sheets: 4.51 -> 5.47 dB at 1.25 mm, 5.21 at 0.75 mm (the line's blur is wider than the ink).
 LINE_MM = 1.25
+GRID_SIGNALS = ("saturation", "darkness")  # the two ways `grid_signal` reads grid ink
+STEADIER_SIGNAL = 0.75  # the warp reads the unguessed signal when its lattice strays this fraction of the guess's
 
 
 @dataclass
@@ -547,51 +549,80 @@ def fit_warp(rgb: np.ndarray, px_per_mm: float, ink: np.ndarray | None = None, s
     size = (round(rgb.shape[1] / shrink), round(rgb.shape[0] / shrink))
     small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if shrink > 1 else rgb
     period = 5.0 * px_per_mm / shrink
-    signal = _thin_lines(grid_signal(small), LINE_MM * px_per_mm / shrink, period)
-    seen = np.ones(signal.shape, np.float32)
+    seen = np.ones(small.shape[:2], np.float32)
     if ink is not None:
         covered = cv2.resize(ink.astype(np.float32), size, interpolation=cv2.INTER_AREA) if shrink > 1 else ink
         seen = (cv2.dilate((covered > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0).astype(np.float32)
     sigma = smoothing_mm * px_per_mm / shrink
     cover = np.maximum(cv2.GaussianBlur(seen, (0, 0), sigma), 1e-3)
+    # Sample the phases about twice per smoothing length.
+    sample = max(1, int(round(sigma / 2)))
+    # The lattice's phase is read in the guessed grid signal, or in the other where that one's
+    # phase strays clearly less from an even lattice. Both see the same bends, so the steadier is
+    # the less noisy: a pale red grid is noise in a JPEG's half-resolution colour yet shows every
+    # line in its darkness, and a coloured table round the sheet makes the page look colourful
+    # (val96 #42: lines 1.36 mm off the fitted field by colour, 0.21 mm by darkness). Near a tie
+    # the guess stays: there either signal may be the better.
+    readings = {kind: reading for kind in GRID_SIGNALS
+                if (reading := _lattice_phases(_thin_lines(grid_signal(small, kind), LINE_MM * px_per_mm / shrink, period),
+                                               seen, cover, sigma, period, sample)) is not None}
+    if not readings:
+        return None
+    stray = {kind: np.hypot(*(_phase_misfit(phases - _mean_phase(phases, weight), weight) for phases in measured))
+             for kind, (measured, weight) in readings.items()}
+    steadiest = min(stray, key=stray.get)
+    guess = grid_kind(small)
+    kind = guess if guess in stray and stray[steadiest] >= STEADIER_SIGNAL * stray[guess] else steadiest
+    measured, weight = readings[kind]
+    h, w = weight.shape
+    weight = weight.ravel()
+    step = node_mm * px_per_mm / shrink / sample  # node spacing in samples
+    basis, shape = _bilinear_basis(h, w, step)
+    bending = _bending(shape)
+    shifts, misfits = [], []
+    for phases in measured:
+        phases = phases.ravel()
+        phase = _fit_phase(phases, weight, basis, bending, stiffness)
+        misfits.append([_phase_misfit(phases - fitted, weight) * period / (2 * np.pi) * shrink / px_per_mm
+                        for fitted in (basis @ phase, _mean_phase(phases, weight))])
+        offset = -phase * period / (2 * np.pi)
+        offset -= np.average(basis @ offset, weights=weight)
+        shifts.append(offset.reshape(shape).astype(np.float32) * shrink)
+    dx, dy = shifts
+    on = weight > 0.5
+    rms_mm = float(np.sqrt(np.mean((basis @ dx.ravel())[on] ** 2 + (basis @ dy.ravel())[on] ** 2))) / px_per_mm
+    misfit = np.sqrt(np.square(misfits).sum(axis=0))
+    return GridWarp(dx, dy, step * sample * shrink, rgb.shape[:2], rms_mm, float(misfit[0]), float(misfit[1]))
+
+
+def _lattice_phases(signal: np.ndarray, seen: np.ndarray, cover: np.ndarray, sigma: float, period: float,
+                    sample: int) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """The 5 mm lattice's local phase along x and along y (radians, every `sample` px), from
+    the grid `signal` demodulated at the lattice's frequency and averaged over `sigma` where
+    `seen` (not under ink; `cover` is its average); and a weight per sample for how clearly it
+    shows the lattice. None when too little of the page shows it."""
     signal = signal * seen
     energy = np.sqrt(cv2.GaussianBlur(signal * signal, (0, 0), sigma) / cover)
-    phasors, strengths = [], []
+    phases, strengths = [], []
     for axis in (1, 0):  # lines' offsets along x, then along y
         coord = np.arange(signal.shape[axis], dtype=np.float32)
         carrier = np.exp(-2j * np.pi * coord / period)
         demod = signal * (carrier[None, :] if axis == 1 else carrier[:, None])
         z = (cv2.GaussianBlur(demod.real.astype(np.float32), (0, 0), sigma)
              + 1j * cv2.GaussianBlur(demod.imag.astype(np.float32), (0, 0), sigma)) / cover
-        phasors.append(z)
-        strengths.append(np.abs(z) / np.maximum(energy, 1e-6))  # near 0 off the grid
+        phases.append(np.angle(z[::sample, ::sample]))
+        strengths.append(np.abs(z[::sample, ::sample]) / np.maximum(energy[::sample, ::sample], 1e-6))  # near 0 off the grid
     strength = np.minimum(*strengths)
-    # Sample the phases about twice per smoothing length; weight them by how clearly they show the lattice.
-    sample = max(1, int(round(sigma / 2)))
-    strength = strength[::sample, ::sample]
     floor = 0.3 * np.percentile(strength, 95)
+    if not floor > 0:
+        return None  # no grid ink at all in this signal (a grey page's colour)
     weight = np.clip(strength / floor - 1.0, 0.0, 1.0)
-    if (weight > 0.5).mean() < 0.2:
-        return None
-    h, w = strength.shape
-    step = node_mm * px_per_mm / shrink / sample  # node spacing in samples
-    basis, shape = _bilinear_basis(h, w, step)
-    bending = _bending(shape)
-    shifts, misfits = [], []
-    for z in phasors:
-        measured = np.angle(z[::sample, ::sample]).ravel()
-        phase = _fit_phase(measured, weight.ravel(), basis, bending, stiffness)
-        flat = np.angle(np.sum(weight.ravel() * np.exp(1j * measured)))
-        misfits.append([_phase_misfit(measured - fitted, weight.ravel()) * period / (2 * np.pi) * shrink / px_per_mm
-                        for fitted in (basis @ phase, flat)])
-        offset = -phase * period / (2 * np.pi)
-        offset -= np.average(basis @ offset, weights=weight.ravel())
-        shifts.append(offset.reshape(shape).astype(np.float32) * shrink)
-    dx, dy = shifts
-    on = (weight > 0.5).ravel()
-    rms_mm = float(np.sqrt(np.mean((basis @ dx.ravel())[on] ** 2 + (basis @ dy.ravel())[on] ** 2))) / px_per_mm
-    misfit = np.sqrt(np.square(misfits).sum(axis=0))
-    return GridWarp(dx, dy, step * sample * shrink, rgb.shape[:2], rms_mm, float(misfit[0]), float(misfit[1]))
+    return None if (weight > 0.5).mean() < 0.2 else (phases, weight)
+
+
+def _mean_phase(phases: np.ndarray, weight: np.ndarray) -> float:
+    """The weighted circular mean of `phases` (radians): the phase of the plane's even lattice."""
+    return float(np.angle(np.sum(weight * np.exp(1j * phases))))
 
 
 def _wrap(phase: np.ndarray) -> np.ndarray:
