@@ -559,6 +559,33 @@ def _extend_past_edges(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.n
             y_max[j] = bottom - 1 + int(column.argmin())
 
 
+def _stay_on_stroke(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.ndarray, base: float,
+                    band: tuple[int, int], limits: tuple[int, int], px_per_mm: float) -> None:
+    """Where the row's stroke leaves the band whole, as a deep S wave does past the half-way line
+    to the next row, a neighbour's wave reaching into the band may be all the band holds there,
+    and the reading jumps to it, even before, where the stroke still lies in the band (val96 #74:
+    V2's S waves, 1.9 mV deep, read as V1's, which reach down into V2's band, at +1.8 mV). So
+    where the reading jumps away from ink within a millimetre of the band's edge or beyond it,
+    ink that runs unbroken from the row's level `base`, the column takes the run within `limits`
+    that continues that ink, while there is one. A run reaching `limits` unbroken may be the
+    neighbour's own stroke (see `_extend_past_edges`) and is not taken."""
+    top, bottom = band
+    near = px_per_mm
+    from_base = bool(_gap(y_min[0], y_max[0], base, base) <= near)  # NaN compares False
+    for j in range(1, len(y_min)):
+        lo, hi = y_min[j - 1], y_max[j - 1]
+        at_edge = lo < top + near or hi > bottom - 1 - near
+        if from_base and at_edge and _gap(y_min[j], y_max[j], lo, hi) > 1:
+            starts, ends, _ = _column_runs(mask[limits[0] : limits[1], x0 + j][:, None])
+            run_lo, run_hi = np.flatnonzero(starts[:, 0]) + limits[0], np.flatnonzero(ends[:, 0]) + limits[0]
+            on = (_gap(run_lo, run_hi, lo, hi) <= 1) & (run_lo > limits[0]) & (run_hi < limits[1] - 1)
+            if on.any():
+                best = np.flatnonzero(on)[np.argmax((np.minimum(run_hi, hi) - np.maximum(run_lo, lo))[on])]
+                y_min[j], y_max[j] = run_lo[best], run_hi[best]
+        from_base = bool(_gap(y_min[j], y_max[j], base, base) <= near
+                         or (from_base and _gap(y_min[j], y_max[j], lo, hi) <= 1))
+
+
 def _read_band(mask: np.ndarray, base: float, band: tuple[int, int], columns: tuple[int, int],
                limits: tuple[int, int], px_per_mm: float, pulse_top: int | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -575,6 +602,7 @@ def _read_band(mask: np.ndarray, base: float, band: tuple[int, int], columns: tu
     y_min, y_max = _own_stroke(sub, base - upper)
     y_min, y_max = y_min + upper, y_max + upper
     _extend_past_edges(mask, x0, y_min, y_max, top, bottom, limits)
+    _stay_on_stroke(mask, x0, y_min, y_max, base, band, limits, px_per_mm)
     return y_min, y_max, _bridge_pulse_top(_bidirectional(y_min, y_max), y_min, y_max, px_per_mm)
 
 

@@ -437,3 +437,18 @@ def test_a_grid_line_at_the_pulse_top_does_not_widen_the_pulse() -> None:
     for row in rows:
         assert row.pulse_width_px / PX_PER_MM == pytest.approx(5.0, abs=0.5)
     assert speed_from_pulses(rows, PX_PER_MM) == 25
+
+
+def test_a_deep_wave_leaving_the_band_is_followed_not_the_neighbours_wave_in_its_place() -> None:
+    """The middle row's S wave runs past the half-way line to the row below, while the upper
+    row's S wave reaches down into the middle row's band over the same columns (val96 #74: V2's
+    1.9 mV S waves read as V1's, at +1.8 mV). The middle row keeps to its own stroke."""
+    mask = np.zeros((400, 640), np.uint8)
+    for base, depth in ((100, 75), (200, 56)):
+        wave = [[20, base], [290, base], [305, base + depth], [325, base + depth], [340, base], [620, base]]
+        cv2.polylines(mask, [np.array(wave, np.int32).reshape(-1, 1, 2)], False, 1, 2)
+    cv2.line(mask, (20, 300), (620, 300), 1, 2)
+    _, middle, _ = follow_rows(mask > 0, [100.0, 200.0, 300.0], PX_PER_MM)
+    trough = middle.y_px[305 - middle.x_start : 326 - middle.x_start]
+    assert np.nanmin(trough) > 240  # on its own wave (old: 175, on the upper row's)
+
