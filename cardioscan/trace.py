@@ -422,6 +422,8 @@ def _pulse(ys: np.ndarray, y_min: np.ndarray, y_max: np.ndarray, baseline: float
     # Without a visible foot, the row's median: a row's level just after the pulse is the signal's
     # first value, not necessarily 0 mV.
     zero = float(np.median(feet)) if len(feet) else float(np.nanmedian(ys))
+    if zero - top < 3 * px_per_mm:
+        return None  # no taller than the rise asked of it above its own foot: the row's start lies above its later level
     # The trace starts after the pulse's falling edge, or after the blank gap that often follows it.
     after = np.isfinite(ys[end : end + int(8 * px_per_mm)])
     gap = np.flatnonzero(~after)

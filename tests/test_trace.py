@@ -452,3 +452,16 @@ def test_a_deep_wave_leaving_the_band_is_followed_not_the_neighbours_wave_in_its
     trough = middle.y_px[305 - middle.x_start : 326 - middle.x_start]
     assert np.nanmin(trough) > 240  # on its own wave (old: 175, on the upper row's)
 
+
+def test_a_row_start_above_its_later_level_is_no_pulse() -> None:
+    """The first 12 mm stand 4 mm above the level that follows a gap, but not above the row's
+    overall level (val96 #81: a row's start read as a pulse -0.7 mm tall, whose gain misfit was
+    NaN, so it was neither looked for again nor refused, and it cut the row's start)."""
+    mm = PX_PER_MM
+    mask = np.zeros((300, 1200), np.uint8)
+    cv2.line(mask, (20, 100), (20 + int(12 * mm), 100), 1, 2)
+    cv2.line(mask, (20 + int(16 * mm), 132), (20 + int(40 * mm), 132), 1, 2)
+    cv2.line(mask, (20 + int(40 * mm), 92), (1180, 92), 1, 2)
+    (row,) = follow_rows(mask > 0, [100.0], PX_PER_MM)
+    assert row.pulse_height_px is None
+    assert row.x_start < 21  # the row keeps its start
