@@ -573,7 +573,12 @@ def _stay_on_stroke(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.ndar
     neighbour's own stroke (see `_extend_past_edges`) and is not taken."""
     top, bottom = band
     near = px_per_mm
-    from_base = bool(_gap(y_min[0], y_max[0], base, base) <= near)  # NaN compares False
+    with np.errstate(invalid="ignore"):  # NaN compares False: a column without ink continues nothing
+        leaves = ((y_min[:-1] < top + near) | (y_max[:-1] > bottom - 1 - near)) & (
+            _gap(y_min[1:], y_max[1:], y_min[:-1], y_max[:-1]) > 1)
+    if not leaves.any():
+        return  # the reading never jumps away from the band's edges: nothing to follow (most rows)
+    from_base = bool(_gap(y_min[0], y_max[0], base, base) <= near)
     for j in range(1, len(y_min)):
         lo, hi = y_min[j - 1], y_max[j - 1]
         at_edge = lo < top + near or hi > bottom - 1 - near
