@@ -569,8 +569,10 @@ def _stay_on_stroke(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.ndar
     V2's S waves, 1.9 mV deep, read as V1's, which reach down into V2's band, at +1.8 mV). So
     where the reading jumps away from ink within a millimetre of the band's edge or beyond it,
     ink that runs unbroken from the row's level `base`, the column takes the run within `limits`
-    that continues that ink, while there is one. A run reaching `limits` unbroken may be the
-    neighbour's own stroke (see `_extend_past_edges`) and is not taken."""
+    that continues that ink, while there is one, unless the ink the reading jumped to itself runs
+    on unbroken to the row's level: that is the stroke coming back (val96 #45: aVR's S wave cut at
+    the band's edge, where a stain went on from its tip). A run reaching `limits` unbroken may be
+    the neighbour's own stroke (see `_extend_past_edges`) and is not taken."""
     top, bottom = band
     near = px_per_mm
     with np.errstate(invalid="ignore"):  # NaN compares False: a column without ink continues nothing
@@ -578,11 +580,16 @@ def _stay_on_stroke(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.ndar
             _gap(y_min[1:], y_max[1:], y_min[:-1], y_max[:-1]) > 1)
     if not leaves.any():
         return  # the reading never jumps away from the band's edges: nothing to follow (most rows)
-    from_base = bool(_gap(y_min[0], y_max[0], base, base) <= near)
+    at_base = _gap(y_min, y_max, base, base) <= near
+    touches = _gap(y_min[1:], y_max[1:], y_min[:-1], y_max[:-1]) <= 1
+    to_base = at_base.copy()  # the reading runs on unbroken from here to the row's level
+    for j in range(len(y_min) - 2, -1, -1):
+        to_base[j] |= touches[j] and to_base[j + 1]
+    from_base = bool(at_base[0])
     for j in range(1, len(y_min)):
         lo, hi = y_min[j - 1], y_max[j - 1]
         at_edge = lo < top + near or hi > bottom - 1 - near
-        if from_base and at_edge and _gap(y_min[j], y_max[j], lo, hi) > 1:
+        if from_base and at_edge and not to_base[j] and _gap(y_min[j], y_max[j], lo, hi) > 1:
             starts, ends, _ = _column_runs(mask[limits[0] : limits[1], x0 + j][:, None])
             run_lo, run_hi = np.flatnonzero(starts[:, 0]) + limits[0], np.flatnonzero(ends[:, 0]) + limits[0]
             on = (_gap(run_lo, run_hi, lo, hi) <= 1) & (run_lo > limits[0]) & (run_hi < limits[1] - 1)

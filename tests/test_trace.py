@@ -14,6 +14,7 @@ from cardioscan.trace import (
     RowTrace,
     TraceNet,
     _common_start,
+    _stay_on_stroke,
     find_rows,
     follow_rows,
     refine_rows,
@@ -465,3 +466,27 @@ def test_a_row_start_above_its_later_level_is_no_pulse() -> None:
     (row,) = follow_rows(mask > 0, [100.0], PX_PER_MM)
     assert row.pulse_height_px is None
     assert row.x_start < 21  # the row keeps its start
+
+
+def test_a_wave_coming_back_from_the_bands_edge_is_not_left_for_ink_going_on_from_its_tip() -> None:
+    """A wave's tip at the band's edge (rows 100 / 200 / 300: the middle row's band 150-250),
+    with a stain going on from the tip: where the reading jumps from the tip back to the stroke
+    coming up to the row's level, that stroke is kept (val96 #45: aVR's S wave went on along a
+    stain). Where the ink jumped to does not run on to the row's level, the stain-like run that
+    continues the tip is taken instead, as for a deep wave leaving the band."""
+    mask = np.zeros((400, 40), bool)
+    tip = (slice(244, 250), slice(10, 20))
+    mask[tip] = True  # the ink going on from the tip, columns 10-19
+    # Down to the tip in steep columns whose runs touch, then back up from 2 px above the tip's run.
+    y_min = np.array([198.0] * 5 + [200, 208, 218, 228, 238] + [226, 216, 206, 198] + [198.0] * 26)
+    y_max = np.array([202.0] * 5 + [210, 220, 230, 240, 249] + [236, 228, 218, 208] + [202.0] * 26)
+    for x in range(40):
+        mask[int(y_min[x]) : int(y_max[x]) + 1, x] = True
+    coming_back = (y_min.copy(), y_max.copy())
+    _stay_on_stroke(mask, 0, *coming_back, 200.0, (150, 250), (110, 290), PX_PER_MM)
+    assert np.array_equal(coming_back[0], y_min)  # the stroke back up is kept
+    astray = (y_min.copy(), y_max.copy())
+    astray[0][10:], astray[1][10:] = 160.0, 164.0  # the reading jumps to ink that stays away from the row's level
+    mask[160:165, 10:] = True
+    _stay_on_stroke(mask, 0, *astray, 200.0, (150, 250), (110, 290), PX_PER_MM)
+    assert astray[0][10] >= 244  # it follows the ink going on from the tip
