@@ -375,7 +375,7 @@ def lattice_period(rgb: np.ndarray) -> float | None:
     best: tuple[float, float | None] = (0.0, None)
     # A colour test cannot tell which signal holds the grid: a coloured background or stain
     # passes it while a JPEG's coarse chroma blurs the lines away. Read both; keep the clearer.
-    for kind in ("saturation", "darkness"):
+    for kind in GRID_SIGNALS:
         period, support = _voted_period(_fine_detail(grid_signal(small, kind), 15.0), shrink)
         if period is not None and support > best[0]:
             best = (support, period)
@@ -478,7 +478,7 @@ def rectify_grid(rgb: np.ndarray) -> tuple[PerspectiveFit | None, GridMeasuremen
         # are not fitted again.
         if fit is not None and OTHER_SIGNAL_TILES * fit.tiles > fit.windows:
             return fit, None
-        kinds = [kind for kind in ("saturation", "darkness") if fit is None or kind != grid_kind(rgb)]
+        kinds = [kind for kind in GRID_SIGNALS if fit is None or kind != grid_kind(rgb)]
         other = max((f for kind in kinds if (f := fit_perspective(rgb, px_per_mm, kind=kind))),
                     key=lambda f: f.tiles, default=None)
         if other is not None and (fit is None or (other.tiles >= OTHER_SIGNAL_TILES * fit.tiles
@@ -568,23 +568,25 @@ def fit_warp(rgb: np.ndarray, px_per_mm: float, ink: np.ndarray | None = None, s
                                                seen, cover, sigma, period, sample)) is not None}
     if not readings:
         return None
-    stray = {kind: np.hypot(*(_phase_misfit(phases - _mean_phase(phases, weight), weight) for phases in measured))
-             for kind, (measured, weight) in readings.items()}
+    # Per signal and axis: the phases' misfit to the plane's even lattice (radians).
+    flat = {kind: [_phase_misfit(phases - _mean_phase(phases, weight), weight) for phases in measured]
+            for kind, (measured, weight) in readings.items()}
+    stray = {kind: float(np.hypot(*misfit)) for kind, misfit in flat.items()}
     steadiest = min(stray, key=stray.get)
     guess = grid_kind(small)
     kind = guess if guess in stray and stray[steadiest] >= STEADIER_SIGNAL * stray[guess] else steadiest
     measured, weight = readings[kind]
+    to_mm = period / (2 * np.pi) * shrink / px_per_mm
     h, w = weight.shape
     weight = weight.ravel()
     step = node_mm * px_per_mm / shrink / sample  # node spacing in samples
     basis, shape = _bilinear_basis(h, w, step)
     bending = _bending(shape)
     shifts, misfits = [], []
-    for phases in measured:
+    for phases, flat_misfit in zip(measured, flat[kind], strict=True):
         phases = phases.ravel()
         phase = _fit_phase(phases, weight, basis, bending, stiffness)
-        misfits.append([_phase_misfit(phases - fitted, weight) * period / (2 * np.pi) * shrink / px_per_mm
-                        for fitted in (basis @ phase, _mean_phase(phases, weight))])
+        misfits.append([_phase_misfit(phases - basis @ phase, weight) * to_mm, flat_misfit * to_mm])
         offset = -phase * period / (2 * np.pi)
         offset -= np.average(basis @ offset, weights=weight)
         shifts.append(offset.reshape(shape).astype(np.float32) * shrink)

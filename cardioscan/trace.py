@@ -575,21 +575,23 @@ def _stay_on_stroke(mask: np.ndarray, x0: int, y_min: np.ndarray, y_max: np.ndar
     the neighbour's own stroke (see `_extend_past_edges`) and is not taken."""
     top, bottom = band
     near = px_per_mm
-    with np.errstate(invalid="ignore"):  # NaN compares False: a column without ink continues nothing
-        leaves = ((y_min[:-1] < top + near) | (y_max[:-1] > bottom - 1 - near)) & (
-            _gap(y_min[1:], y_max[1:], y_min[:-1], y_max[:-1]) > 1)
-    if not leaves.any():
-        return  # the reading never jumps away from the band's edges: nothing to follow (most rows)
-    at_base = _gap(y_min, y_max, base, base) <= near
-    touches = _gap(y_min[1:], y_max[1:], y_min[:-1], y_max[:-1]) <= 1
+
+    def at_edge(lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
+        return (lo < top + near) | (hi > bottom - 1 - near)  # NaN compares False: no ink is at no edge
+
+    with np.errstate(invalid="ignore"):
+        step = _gap(y_min[1:], y_max[1:], y_min[:-1], y_max[:-1])  # NaN: a column without ink continues nothing
+        if not (at_edge(y_min[:-1], y_max[:-1]) & (step > 1)).any():
+            return  # the reading never jumps away from the band's edges: nothing to follow (most rows)
+        at_base = _gap(y_min, y_max, base, base) <= near
+        touches = step <= 1
     to_base = at_base.copy()  # the reading runs on unbroken from here to the row's level
     for j in range(len(y_min) - 2, -1, -1):
         to_base[j] |= touches[j] and to_base[j + 1]
     from_base = bool(at_base[0])
     for j in range(1, len(y_min)):
         lo, hi = y_min[j - 1], y_max[j - 1]
-        at_edge = lo < top + near or hi > bottom - 1 - near
-        if from_base and at_edge and not to_base[j] and _gap(y_min[j], y_max[j], lo, hi) > 1:
+        if from_base and at_edge(lo, hi) and not to_base[j] and _gap(y_min[j], y_max[j], lo, hi) > 1:
             starts, ends, _ = _column_runs(mask[limits[0] : limits[1], x0 + j][:, None])
             run_lo, run_hi = np.flatnonzero(starts[:, 0]) + limits[0], np.flatnonzero(ends[:, 0]) + limits[0]
             on = (_gap(run_lo, run_hi, lo, hi) <= 1) & (run_lo > limits[0]) & (run_hi < limits[1] - 1)
